@@ -1,0 +1,217 @@
+"""The run configuration: YAML in, validated `Config` out, fully resolved YAML back.
+
+Every option has its default written here, and `dump_config` writes all of them, so the
+`config.yaml` of a run directory says exactly what ran and can be run again. Problems are
+raised as one-line `InputError`s that name the config key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from vmc.errors import InputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class BaselineConfig(_Section):
+    """Hartree–Fock baseline (PySCF)."""
+
+    basis: str = "cc-pVDZ"
+    cache_dir: str = "~/.cache/vmc/hf"
+    # Crystals: diffuse primitives below this exponent make density fitting ill-conditioned.
+    exp_to_discard: float | None = 0.1
+    # Localization of the occupied orbitals that the `fire` orbital descriptors are built from.
+    localization: Literal["boys", "none"] = "boys"
+
+
+class SlaterJastrowConfig(_Section):
+    """HF orbitals times (1 + small orbital correction), cusp Jastrow and a neural Jastrow."""
+
+    hidden: int = 32
+    layers: int = 2
+    orbital_correction: bool = True
+
+
+class FireConfig(_Section):
+    """Finite-range embeddings with transferable orbitals (DESIGN.md section 6)."""
+
+    cutoff: float | None = 5.0  # bohr; None: every pair interacts
+    embedding_dim: int = 64
+    filter_dim: int = 16
+    n_gaussians: int = 8
+    message_passing_rounds: int = 1
+    mlp_layers: int = 2
+    orbital_dim: int = 32
+    descriptor_hidden: int = 32
+    jastrow_hidden: int = 32
+    sparse: bool = False
+
+
+class ModelConfig(_Section):
+    name: Literal["hf", "slater_jastrow", "fire"] = "slater_jastrow"
+    determinants: int = Field(1, ge=1)
+    # Elements the parameters cover; null means the elements of the systems in this config.
+    elements: list[str] | None = None
+    slater_jastrow: SlaterJastrowConfig = SlaterJastrowConfig()
+    fire: FireConfig = FireConfig()
+
+
+class McmcConfig(_Section):
+    walkers: int = Field(1024, ge=1)  # in total, over all devices
+    steps: int = Field(10, ge=1)  # Metropolis steps between two optimization steps
+    burn_in: int = Field(100, ge=0)  # steps with the starting parameters before optimization
+    proposal_width: float = Field(0.1, gt=0)  # bohr, initial Gaussian proposal width
+    target_acceptance: float = Field(0.5, gt=0, lt=1)
+    init_width: float = Field(1.0, gt=0)  # bohr, spread of starting walkers around nuclei
+
+
+class PretrainingConfig(_Section):
+    steps: int = Field(200, ge=0)
+    learning_rate: float = Field(3e-3, gt=0)
+
+
+class KfacConfig(_Section):
+    learning_rate: float = Field(0.05, gt=0)
+    damping: float = Field(1e-3, gt=0)
+    norm_constraint: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    curvature_ema: float = Field(0.95, gt=0, lt=1)
+    inverse_update_period: int = Field(1, ge=1)
+
+
+class AdamConfig(_Section):
+    learning_rate: float = Field(3e-3, gt=0)
+    b1: float = Field(0.9, ge=0, lt=1)
+    b2: float = Field(0.999, ge=0, lt=1)
+
+
+class OptimizationConfig(_Section):
+    steps: int = Field(1000, ge=0)
+    optimizer: Literal["kfac", "adam"] = "kfac"
+    # learning rate lr0 / (1 + t / decay_steps)
+    decay_steps: float = Field(1000.0, gt=0)
+    # local energies are clipped to median +- clip_width * mean absolute deviation (gradient only)
+    clip_width: float = Field(5.0, gt=0)
+    kfac: KfacConfig = KfacConfig()
+    adam: AdamConfig = AdamConfig()
+
+
+class EvaluationConfig(_Section):
+    steps: int = Field(1000, ge=0)
+    burn_in: int = Field(100, ge=0)
+
+
+class CheckpointConfig(_Section):
+    every: int = Field(500, ge=1)  # optimization steps between checkpoints
+    keep: int = Field(3, ge=1)  # how many recent checkpoints to keep
+    restore: str | None = None  # fine-tune: take the network parameters from this checkpoint
+
+
+class Config(_Section):
+    # A catalog name, a path to a system YAML file, an inline mapping, or a list of these.
+    system: Any = "H2"
+    seed: int = 0
+    precision: Literal["float32", "float64"] = "float32"
+    distributed: bool = False  # multi-host: call jax.distributed.initialize() first
+    baseline: BaselineConfig = BaselineConfig()
+    model: ModelConfig = ModelConfig()
+    mcmc: McmcConfig = McmcConfig()
+    pretraining: PretrainingConfig = PretrainingConfig()
+    optimization: OptimizationConfig = OptimizationConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+
+
+def validation_message(error: pydantic.ValidationError, prefix: str = "") -> str:
+    """One line naming the first offending key of a pydantic error."""
+    first = error.errors()[0]
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    if first["type"] == "extra_forbidden":
+        return f"config key '{loc}': unknown key"
+    msg = first["msg"]
+    if "input" in first and first["type"] not in ("missing",):
+        return f"config key '{loc}': {msg} (got {first['input']!r})"
+    return f"config key '{loc}': {msg}"
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Reads a YAML file with the safe loader (no Python objects, no code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise InputError(f"{path}: not valid YAML{line}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'mcmc.walkers=256' -> ('mcmc.walkers', 256). The value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set {text!r}: expected KEY=VALUE")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise InputError(f"--set {key}: value {value!r} is not valid YAML") from None
+    return key.strip(), parsed
+
+
+def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
+    """Returns a copy of `raw` with dotted keys set, e.g. {'mcmc.walkers': 256}.
+
+    Setting a field below `system` when `system` is a catalog name turns it into a mapping
+    with that name, so `--set system.lattice_constant=7.0` works on `system: lih_rocksalt`.
+    """
+    raw = copy.deepcopy(raw) if raw else {}
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif isinstance(child, str) and node is raw and part == "system":
+                child = node[part] = {"name": child}
+            elif not isinstance(child, dict):
+                raise InputError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def make_config(source: str | Path | dict | Config | None = None, overrides: dict | None = None) -> Config:
+    """Validated config from a YAML path, a mapping or a Config, with dotted-key overrides."""
+    if isinstance(source, Config):
+        raw = source.model_dump()
+    elif source is None:
+        raw = {}
+    elif isinstance(source, dict):
+        raw = source
+    else:
+        raw = load_yaml(source)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: the config must be a YAML mapping")
+    raw = apply_overrides(raw, overrides or {})
+    try:
+        return Config.model_validate(raw)
+    except pydantic.ValidationError as e:
+        raise InputError(validation_message(e)) from None
+
+
+def dump_config(config: Config) -> str:
+    """The fully resolved config as YAML, every default written out."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
