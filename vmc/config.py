@@ -29,8 +29,6 @@ class BaselineConfig(_Section):
     cache_dir: str = "~/.cache/vmc/hf"
     # Crystals: diffuse primitives below this exponent make density fitting ill-conditioned.
     exp_to_discard: float | None = 0.1
-    # Localization of the occupied orbitals that the `fire` orbital descriptors are built from.
-    localization: Literal["boys", "none"] = "boys"
 
 
 class SlaterJastrowConfig(_Section):
@@ -53,7 +51,7 @@ class FireConfig(_Section):
     orbital_dim: int = 32
     descriptor_hidden: int = 32
     jastrow_hidden: int = 32
-    sparse: bool = False
+    orbital_cutoff: float = 8.0  # bohr; smooth cutoff of the orbital envelopes (finite image sums)
 
 
 class ModelConfig(_Section):
@@ -121,6 +119,8 @@ class Config(_Section):
     system: Any = "H2"
     seed: int = 0
     precision: Literal["float32", "float64"] = "float32"
+    # walkers per device whose local energies are computed at once (memory); null: all
+    local_energy_batch: int | None = Field(None, ge=1)
     distributed: bool = False  # multi-host: call jax.distributed.initialize() first
     baseline: BaselineConfig = BaselineConfig()
     model: ModelConfig = ModelConfig()

@@ -82,3 +82,23 @@ def monkhorst_pack(grid, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
 def wrap_half(frac: np.ndarray) -> np.ndarray:
     """Fractional coordinates reduced to [-1/2, 1/2)."""
     return frac - np.floor(frac + 0.5)
+
+
+def lattice_vectors_within(lattice: np.ndarray, radius: float) -> np.ndarray:
+    """All lattice vectors L = n A (rows) with |L| <= radius, shortest first; (n_L, 3)."""
+    # |n A| >= |n_i| / |row i of A^-1 (as column)|, which bounds each integer coordinate
+    inv = np.linalg.inv(lattice)
+    bounds = np.ceil(radius * np.linalg.norm(inv, axis=0)).astype(int)
+    ranges = [np.arange(-b, b + 1) for b in bounds]
+    n = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
+    vecs = n @ lattice
+    lengths = np.linalg.norm(vecs, axis=1)
+    keep = lengths <= radius + 1e-9
+    order = np.argsort(lengths[keep], kind="stable")
+    return vecs[keep][order]
+
+
+def cell_reach(lattice: np.ndarray) -> float:
+    """Longest displacement reduced to fractional coordinates in [-1/2, 1/2]^3 (bohr)."""
+    corners = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])
+    return float(np.max(np.linalg.norm(corners @ lattice, axis=1)))

@@ -187,7 +187,9 @@ def resolve_spec(spec: Any, key: str = "system") -> MoleculeSpec | CrystalSpec:
             raw.setdefault("name", Path(spec).stem)
     elif isinstance(spec, dict):
         raw = dict(spec)
-        if "name" in raw and not {"atoms"} <= raw.keys():
+        # a catalog name is a base whose fields the mapping overrides; any other name just
+        # labels an inline system, which then needs its atoms
+        if "name" in raw and (raw["name"] in catalog_names() or "atoms" not in raw):
             raw = {**_catalog_entry(raw["name"]), **raw}
     else:
         raise InputError(f"config key '{key}': expected a system name, a file or a mapping, got {spec!r}")

@@ -1,0 +1,95 @@
+"""Atomic orbitals and HF orbitals in JAX against PySCF; the on-disk HF cache."""
+
+import h5py
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vmc import baseline as bl
+from vmc import lattice as lat
+from vmc.config import BaselineConfig
+from vmc.gto import basis_from_pyscf, eval_bloch_aos
+from vmc.systems import build_systems, resolve_specs
+
+
+@pytest.mark.parametrize("basis", ["sto-3g", "cc-pVDZ", "cc-pVTZ"])
+def test_molecular_aos_equal_pyscf(x64, basis):
+    from pyscf import gto
+
+    mol = gto.M(atom="O 0 0 0; H 0 1.4 1.1; H 0 -1.4 1.1", basis=basis, unit="bohr", verbose=0)
+    r = np.random.default_rng(0).normal(size=(64, 3)) * 2.0
+    r[0] = mol.atom_coords()[1]  # exactly on a nucleus
+    basis = basis_from_pyscf(mol)
+    ours = eval_bloch_aos(basis, jnp.asarray(r), jnp.asarray(mol.atom_coords()), None, None)[:, np.asarray(basis.order)]
+    np.testing.assert_allclose(ours, mol.eval_gto("GTOval_sph", r), rtol=0, atol=1e-10)
+
+
+def _random_baseline(system, basis, rng):
+    """A Baseline with random occupied orbitals at the folded k-points (no SCF needed: the
+    test is about evaluating orbitals, not about their content)."""
+    spec = bl.pyscf_spec(system, basis, exp_to_discard=None)
+    cell = bl._build_pyscf(bl.json.dumps(spec, sort_keys=True))
+    kpts = lat.folded_kpoints(system.supercell, system.primitive_lattice, system.twist)
+    n_orb = system.n_up
+    k_index = rng.integers(0, len(kpts), n_orb).astype(np.int32)
+    coef = rng.normal(size=(n_orb, cell.nao)) + 1j * rng.normal(size=(n_orb, cell.nao))
+    baseline = bl.Baseline(
+        energy=0.0, n_cells=system.n_cells, basis_name=basis, spec=spec, kpoints=kpts, coefficients=(coef, coef),
+        k_index=(k_index, k_index), mo_energy=(np.zeros(n_orb),) * 2,
+        translations=lat.supercell_translations(system.supercell, system.primitive_lattice), atoms=system.positions,
+        lattice=system.lattice, twist=system.twist_cartesian,
+    )
+    return baseline, cell, kpts, coef, k_index
+
+
+@pytest.mark.parametrize("twist", [(0.0, 0.0, 0.0), (0.25, -0.5, 0.125)])
+def test_crystal_orbitals_equal_pyscf_bloch_orbitals(x64, twist):
+    """Supercell orbitals from lattice sums equal sum_mu C_mu chi^k_mu(r) with PySCF's
+    Bloch AOs (pbc eval_gto with kpts), at points inside and outside the simulation cell."""
+    system = build_systems(resolve_specs({"name": "lih_rocksalt", "supercell": [2, 1, 1], "twists": [list(twist)]}))[0]
+    rng = np.random.default_rng(1)
+    baseline, cell, kpts, coef, k_index = _random_baseline(system, "sto-3g", rng)
+    r = rng.uniform(-1.0, 2.0, size=(12, 3)) @ system.lattice
+    up, _ = bl.eval_hf_orbitals(bl.hf_orbitals_data(baseline), jnp.asarray(r))
+    reference = cell.copy()
+    reference.precision = 1e-16  # PySCF's default lattice sum (1e-8) is itself only good to ~1e-4 here
+    reference.build()
+    chi = np.asarray(reference.pbc_eval_gto("GTOval_sph", r, kpts=kpts))  # (n_k, n_r, n_ao)
+    ref = np.stack([chi[k] @ coef[o] for o, k in enumerate(k_index)], axis=1)
+    np.testing.assert_allclose(up, ref, rtol=0, atol=1e-8)
+
+
+def test_hf_energy_equals_pyscf_and_is_cached(tmp_path, monkeypatch):
+    from pyscf import gto, scf
+
+    system = build_systems(resolve_specs("LiH"))[0]
+    cfg = BaselineConfig(basis="6-31g", cache_dir=str(tmp_path))
+    first = bl.hartree_fock(system, cfg)
+    mol = gto.M(atom=[("Li", (0, 0, 0)), ("H", (0, 0, 3.015))], unit="bohr", basis="6-31g", verbose=0)
+    assert first.energy == pytest.approx(scf.RHF(mol).kernel(), abs=1e-8)
+    (cached,) = list(tmp_path.glob("*.h5"))
+
+    def fail(*args):
+        raise AssertionError("HF recomputed although cached")
+
+    monkeypatch.setattr(bl, "_run_molecule", fail)
+    second = bl.hartree_fock(system, cfg)
+    assert second.energy == first.energy
+    np.testing.assert_array_equal(second.coefficients[0], first.coefficients[0])
+
+    # a damaged cache file is recomputed, not trusted
+    with h5py.File(cached, "w") as f:
+        f.attrs["energy"] = 1.0
+    monkeypatch.undo()
+    third = bl.hartree_fock(system, cfg)
+    assert third.energy == pytest.approx(first.energy, abs=1e-8)
+
+
+def test_open_shell_uses_uhf(tmp_path):
+    from pyscf import gto, scf
+
+    system = build_systems(resolve_specs("Li"))[0]
+    baseline = bl.hartree_fock(system, BaselineConfig(basis="6-31g", cache_dir=str(tmp_path)))
+    mol = gto.M(atom="Li 0 0 0", basis="6-31g", spin=1, verbose=0)
+    assert baseline.energy == pytest.approx(scf.UHF(mol).kernel(), abs=1e-7)
+    assert [len(c) for c in baseline.coefficients] == [2, 1]

@@ -1,0 +1,5 @@
+import sys
+
+from vmc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Wavefunction ansätze behind one interface.
+
+Every ansatz is a pair of pure functions of (params, system data, one walker r (n_el, 3))
+returning (phase, log|psi|), so psi = exp(log|psi| + i phase): real wavefunctions have phase
+0 or pi, complex ones (crystals at a twist) any angle, and nothing downstream distinguishes
+them. `orbitals` returns the orbital matrices that pretraining fits to Hartree–Fock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+
+from vmc.config import ModelConfig
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Ansatz:
+    """A wavefunction family.
+
+    init(key, data, r) -> params: `data` and `r` only fix shapes; for transferable ansätze
+        the parameter tree depends only on the hyperparameters and the element list.
+    log_psi(params, data, r) -> (phase, log|psi|), scalars, for one walker r (n_el, 3) bohr.
+    orbitals(params, data, r) -> list of orbital matrices, (n_det, n_up, n_up) and
+        (n_det, n_down, n_down) for spin-blocked determinants, or one (n_det, n_el, n_el)
+        for a full determinant (`full_determinant`), whose diagonal blocks are fitted.
+    prepare(system, baseline) -> (baseline, features): the HF orbitals the ansatz works with
+        (e.g. localized ones, also the pretraining targets) and its part of SystemData.
+    """
+
+    name: str
+    init: Callable[..., Params]
+    log_psi: Callable[[Params, Any, jax.Array], tuple[jax.Array, jax.Array]]
+    orbitals: Callable[[Params, Any, jax.Array], list[jax.Array]]
+    full_determinant: bool = False
+    prepare: Callable[..., tuple[Any, Any]] = lambda system, baseline: (baseline, None)
+
+
+def make_ansatz(config: ModelConfig, elements: list[str]) -> Ansatz:
+    """The ansatz named by `config.name` for systems made of `elements`."""
+    if config.name == "hf":
+        from vmc.ansatz.hf import make_hf
+
+        return make_hf()
+    if config.name == "slater_jastrow":
+        from vmc.ansatz.slater_jastrow import make_slater_jastrow
+
+        return make_slater_jastrow(config, elements)
+    if config.name == "fire":
+        from vmc.ansatz.fire import make_fire
+
+        return make_fire(config, elements)
+    raise ValueError(config.name)

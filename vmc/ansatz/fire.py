@@ -1,0 +1,204 @@
+"""`fire`: finite-range embeddings with transferable orbitals (DESIGN.md section 6).
+
+Embedding. Electron i starts from a sum over the nuclei within the cutoff c (every periodic
+image, for crystals) of element-aware filters of the displacement, then passes messages
+with the electrons within c, with separate parameters for parallel and antiparallel spins.
+Every pair term carries the C^2 cutoff f_c(d / c), so h_i depends on nothing farther than c.
+With `cutoff: null` every pair interacts (no f_c); crystals then use the smooth periodic
+displacement features of `vmc.geometry` with one image per pair.
+
+Orbitals. For orbital o, described on atom A by the coefficients c_oA of the localized HF
+orbital on A's basis functions (fixed per-element slots) and by the geometry of A relative
+to the orbital centre,
+
+    Phi_o(r_i) = sum_{A, L} e^{i k_s.(L - L*_oA)} < b(c_oA, g_oA), g(h_i, r_i - R_A - L) >
+                 exp(-alpha(c_oA, g_oA) |r_i - R_A - L|) f_c(|r_i - R_A - L| / c_orb),
+
+with L*_oA the image of A nearest the orbital centre (L = 0 only, for molecules). b is odd
+in the coefficients (bias-free, tanh), so real descriptors (molecules) give real orbitals
+and flipping an orbital's sign flips its network orbital. No parameter depends on the
+number of atoms, electrons or orbitals: one parameter set evaluates every system made of
+`model.elements`.
+"""
+
+from __future__ import annotations
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from vmc.ansatz import Ansatz
+from vmc.ansatz.determinants import spin_blocked_log_psi
+from vmc.ansatz.jastrow import NeuralJastrow, electron_cusp
+from vmc.ansatz.layers import dense, mlp, positive, smooth_cutoff
+from vmc.config import ModelConfig
+from vmc.geometry import displacement_features, distance, safe_norm, wrap
+
+ALPHA_MIN = 0.1  # bohr^-1: the slowest orbital decay; keeps the envelope inside its cutoff
+
+
+def _pair_features(d: jax.Array, dist: jax.Array) -> jax.Array:
+    """Bounded features of displacements d (..., 3) with lengths dist (...)."""
+    scale = 1.0 / (1.0 + dist[..., None])
+    return jnp.concatenate([d * scale, jnp.log1p(dist)[..., None]], axis=-1)
+
+
+class Radial(hk.Module):
+    """Gaussians exp(-(d / sigma_k)^2) with learned widths sigma_k (bohr)."""
+
+    def __init__(self, n: int, max_width: float, name: str = "radial"):
+        super().__init__(name=name)
+        self.n, self.max_width = n, max_width
+
+    def __call__(self, dist: jax.Array) -> jax.Array:
+        sigma = positive("sigma", (self.n,), jnp.linspace(0.5, self.max_width, self.n))
+        return jnp.exp(-((dist[..., None] / sigma) ** 2))
+
+
+def _displacements(x: jax.Array, y: jax.Array, images: jax.Array, cell, cutoff: float | None):
+    """Displacements x_i - y_j - L for all images L, their lengths and cutoff weights.
+
+    x (n, 3), y (m, 3), images (n_L, 3) -> d (n, m, n_L, 3), dist (n, m, n_L), w (n, m, n_L).
+    With a cutoff, d is reduced into the cell first, so a short image list covers every
+    image within the cutoff; without one, crystals use periodic features of one image.
+    """
+    d = x[:, None, :] - y[None, :, :]
+    if cutoff is None:
+        if cell is not None:
+            d = displacement_features(d, cell)[:, :, None, :]
+            dist = distance(x[:, None, :] - y[None, :, :], cell, safe=True)[:, :, None]
+            return d, dist, jnp.ones_like(dist)
+        d = d[:, :, None, :]
+        dist = safe_norm(d)
+        return d, dist, jnp.ones_like(dist)
+    if cell is not None:
+        f = d @ cell.inv_lattice
+        d = (f - jnp.round(f)) @ cell.lattice
+    d = d[:, :, None, :] + images[None, None, :, :]
+    dist = safe_norm(d)
+    return d, dist, smooth_cutoff(dist / cutoff)
+
+
+class FiniteRangeEmbedding(hk.Module):
+    """h_i (n_el, embedding_dim) from nuclei and electrons within the cutoff."""
+
+    def __init__(self, cfg, n_elements: int, name: str = "embedding"):
+        super().__init__(name=name)
+        self.cfg, self.n_elements = cfg, n_elements
+
+    def __call__(self, data, r: jax.Array) -> jax.Array:
+        cfg, feats = self.cfg, data.features
+        n, n_up = data.n_electrons, data.n_up
+        radial_width = cfg.cutoff if cfg.cutoff is not None else 5.0
+        element = hk.Embed(self.n_elements, cfg.filter_dim, name="element")(data.species)  # (A, F)
+
+        # electron–nucleus filters
+        d, dist, w = _displacements(r, data.atoms, feats.images, data.cell, cfg.cutoff)
+        x = jnp.concatenate([_pair_features(d, dist), Radial(cfg.n_gaussians, radial_width, "radial_en")(dist)], -1)
+        filters = mlp(x, [cfg.filter_dim, cfg.filter_dim], "en_filter") * jnp.broadcast_to(element[None, :, None, :], (*dist.shape, cfg.filter_dim))
+        h = jnp.sum(filters * w[..., None], axis=(1, 2))  # (n, F)
+        spin = (jnp.arange(n) < n_up).astype(h.dtype)[:, None]
+        h = jnp.tanh(dense(jnp.concatenate([h, spin], -1), cfg.embedding_dim, "h0"))
+
+        # electron–electron messages
+        d, dist, w = _displacements(r, r, feats.images, data.cell, cfg.cutoff)
+        self_pair = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.sum(feats.images**2, -1) == 0)[None, None, :] if cfg.cutoff is not None else jnp.eye(n, dtype=bool)[:, :, None]
+        w = jnp.where(self_pair, 0.0, w)
+        pair = jnp.concatenate([_pair_features(d, dist), Radial(cfg.n_gaussians, radial_width, "radial_ee")(dist)], -1)
+        spins = jnp.arange(n) < n_up
+        same = (spins[:, None] == spins[None, :])[:, :, None]
+        for t in range(cfg.message_passing_rounds):
+            messages = []
+            for kind, mask in (("parallel", same), ("antiparallel", ~same)):
+                m = dense(pair, cfg.filter_dim, f"pair_{kind}_{t}")
+                m = m + dense(h, cfg.filter_dim, f"send_{kind}_{t}", with_bias=False)[None, :, None, :]
+                m = m + dense(h, cfg.filter_dim, f"receive_{kind}_{t}", with_bias=False)[:, None, None, :]
+                messages.append(jnp.sum(jnp.tanh(m) * (w * mask)[..., None], axis=(1, 2)))
+            h = h + jnp.tanh(dense(jnp.concatenate([h, *messages], -1), cfg.embedding_dim, f"update_{t}"))
+        for t in range(cfg.mlp_layers):
+            h = h + jnp.tanh(dense(h, cfg.embedding_dim, f"mlp_{t}"))
+        return h
+
+
+class TransferableOrbitals(hk.Module):
+    """Orbital matrices (n_det, n_el_s, n_orb_s) of one spin from HF orbital descriptors."""
+
+    def __init__(self, cfg, n_det: int, n_elements: int, name: str = "orbitals"):
+        super().__init__(name=name)
+        self.cfg, self.n_det, self.n_elements = cfg, n_det, n_elements
+
+    def descriptor_maps(self, coef: jax.Array, geom: jax.Array, species_onehot: jax.Array):
+        """b (n_orb, A, K, O) (odd in coef) and alpha (n_orb, A, K) from descriptors
+        coef (n_orb, A, S) and geometry (n_orb, A, G)."""
+        cfg, k = self.cfg, self.n_det
+        context = jnp.concatenate([geom, jnp.broadcast_to(species_onehot[None], (*geom.shape[:2], species_onehot.shape[-1]))], -1)
+        gate = mlp(context, [cfg.descriptor_hidden, cfg.descriptor_hidden], "gate")
+
+        def odd(c):
+            u = jnp.tanh(dense(c, cfg.descriptor_hidden, "coef_in", with_bias=False)) * gate
+            return dense(u, k * cfg.orbital_dim, "coef_out", with_bias=False)
+
+        b = odd(coef.real)
+        if jnp.iscomplexobj(coef):
+            b = b + 1j * odd(coef.imag)
+        magnitude = jnp.concatenate([jnp.abs(coef), context], -1)
+        alpha = ALPHA_MIN + jax.nn.softplus(mlp(magnitude, [cfg.descriptor_hidden, k], "alpha") + 1.0)
+        return b.reshape(*b.shape[:2], k, cfg.orbital_dim), alpha
+
+    def __call__(self, data, r: jax.Array, h: jax.Array, spin: int) -> jax.Array:
+        cfg, feats = self.cfg, data.features
+        coef, geom, phase = feats.coefficients[spin], feats.geometry[spin], feats.image_phase[spin]
+        species_onehot = jax.nn.one_hot(data.species, self.n_elements)
+        b, alpha = self.descriptor_maps(coef, geom, species_onehot)
+        b = b * phase[:, :, None, None]
+        d = r[:, None, None, :] - data.atoms[None, :, None, :] - feats.orbital_images[None, None, :, :]  # (n, A, L, 3)
+        dist = safe_norm(d)
+        x = jnp.concatenate([_pair_features(d, dist), jnp.broadcast_to(h[:, None, None, :], (*dist.shape, h.shape[-1]))], -1)
+        g = mlp(x, [cfg.orbital_dim, self.n_det * cfg.orbital_dim], "electron").reshape(*dist.shape, self.n_det, cfg.orbital_dim)
+        env = jnp.exp(-alpha[None, :, :, None, :] * dist[:, None, :, :, None])  # (n, o, A, L, K)
+        env = env * smooth_cutoff(dist / feats.orbital_cutoff)[:, None, :, :, None]
+        overlap = jnp.einsum("oakq,ialkq->ioalk", b, g.astype(b.dtype))
+        phi = jnp.einsum("ioalk,l->kio", overlap * env, feats.orbital_phase)
+        return phi
+
+
+def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
+    from vmc.descriptors import prepare_fire
+
+    cfg = config.fire
+    n_det, n_elements = config.determinants, len(elements)
+
+    def orbital_blocks(data, r, h, orbitals):
+        """Spin-blocked orbital matrices; electrons are wrapped into the cell and the twist
+        phase of the wrapping restored, so the Bloch condition holds exactly."""
+        r_cell = wrap(r, data.cell)
+        blocks = [orbitals(data, r_cell[: data.n_up], h[: data.n_up], 0), orbitals(data, r_cell[data.n_up :], h[data.n_up :], 1)]
+        if data.cell is None:
+            return blocks
+        twist_phase = jnp.exp(1j * ((r - r_cell) @ data.cell.twist))
+        return [blocks[0] * twist_phase[None, : data.n_up, None], blocks[1] * twist_phase[None, data.n_up :, None]]
+
+    def forward():
+        embed = FiniteRangeEmbedding(cfg, n_elements)
+        orbitals = TransferableOrbitals(cfg, n_det, n_elements)
+        jastrow = NeuralJastrow(cfg.jastrow_hidden)
+
+        def log_psi(data, r):
+            h = embed(data, wrap(r, data.cell))
+            phase, logabs = spin_blocked_log_psi(*orbital_blocks(data, r, h, orbitals))
+            return phase, logabs + electron_cusp(data, r) + jastrow(h)
+
+        def orbital_matrices(data, r):
+            return orbital_blocks(data, r, embed(data, wrap(r, data.cell)), orbitals)
+
+        return log_psi, (log_psi, orbital_matrices)
+
+    net = hk.without_apply_rng(hk.multi_transform(forward))
+    return Ansatz(
+        name="fire",
+        init=lambda key, data, r: net.init(key, data, r),
+        log_psi=net.apply[0],
+        orbitals=net.apply[1],
+        prepare=lambda system, baseline: prepare_fire(system, baseline, cfg, elements),
+    )
+

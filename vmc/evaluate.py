@@ -1,0 +1,21 @@
+"""Evaluation: parameters frozen, sample and average the local energy."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+from vmc import parallel
+from vmc.loss import energy_stats
+
+
+def make_eval_step(sample: Callable, batch_local_energy: Callable):
+    """pmapped step(params, data, walkers, key, width) -> (walkers, acceptance, mean E_L, variance)."""
+
+    def step(params, data, walkers, key, width):
+        walkers, pmove = sample(params, data, walkers, key, width)
+        stats = energy_stats(batch_local_energy(params, data, walkers))
+        return walkers, parallel.pmean(pmove), stats.energy, stats.variance
+
+    return jax.pmap(step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))

@@ -1,0 +1,105 @@
+"""`vmc export`: the energies of several run directories in one file.
+
+HDF5 (default): /runs/<name> per run directory, holding a copy of its energies.h5 groups
+(/systems, /geometries) and attributes config (resolved YAML), vmc_version, created and
+source (the directory). CSV: one row per system with the evaluated and twist-averaged
+energies. Works on finished, running and interrupted runs (missing values are NaN).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from vmc import __version__
+from vmc.errors import InputError
+from vmc.outputs import open_h5
+
+CSV_COLUMNS = [
+    "run", "system", "name", "geometry", "n_electrons", "n_cells", "twist", "weight",
+    "train_steps", "train_energy_last", "energy", "energy_error", "energy_per_cell",
+    "energy_per_cell_error", "geometry_energy_per_cell", "geometry_energy_per_cell_error",
+]
+
+
+def _energies_file(run_dir: Path) -> Path:
+    path = Path(run_dir) / "energies.h5"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a run directory (no energies.h5)")
+    return path
+
+
+def _run_names(run_dirs: list[Path]) -> list[str]:
+    """Directory names, made unique with a counter where two runs share one."""
+    names, seen = [], {}
+    for d in run_dirs:
+        base = Path(d).resolve().name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return names
+
+
+def _attr(attrs, key, default=np.nan):
+    value = attrs.get(key, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
+    """One dict per system of a run directory (the CSV rows)."""
+    rows = []
+    with open_h5(_energies_file(run_dir)) as f:
+        geometries = f.get("geometries", {})
+        for sid, g in f.get("systems", {}).items():
+            a = g.attrs
+            ev = g["eval/energy"].attrs if "eval/energy" in g else {}
+            train = g["train/energy"][()] if "train/energy" in g else np.array([])
+            geo = geometries[_attr(a, "geometry")].attrs if _attr(a, "geometry") in geometries else {}
+            twist = a.get("twist")
+            rows.append(dict(
+                run=run_name, system=sid, name=_attr(a, "name", ""), geometry=_attr(a, "geometry", ""),
+                n_electrons=int(a["n_electrons"]), n_cells=int(a.get("n_cells", 1)),
+                twist="" if twist is None else " ".join(f"{x:g}" for x in twist), weight=float(a.get("weight", 1.0)),
+                train_steps=len(train), train_energy_last=float(train[-1]) if len(train) else np.nan,
+                energy=float(_attr(ev, "energy")), energy_error=float(_attr(ev, "energy_error")),
+                energy_per_cell=float(_attr(ev, "energy_per_cell")), energy_per_cell_error=float(_attr(ev, "energy_per_cell_error")),
+                geometry_energy_per_cell=float(_attr(geo, "energy_per_cell")),
+                geometry_energy_per_cell_error=float(_attr(geo, "energy_per_cell_error")),
+            ))
+    return rows
+
+
+def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) -> Path:
+    """Writes the combined file; `fmt` is 'h5' or 'csv' (default from the suffix of `out`)."""
+    out = Path(out)
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "h5")
+    run_dirs = [Path(d) for d in run_dirs]
+    for d in run_dirs:
+        _energies_file(d)
+    names = _run_names(run_dirs)
+    tmp = out.with_name(out.name + ".tmp")
+    if fmt == "csv":
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for d, name in zip(run_dirs, names):
+                writer.writerows(summary_rows(d, name))
+    else:
+        with open_h5(tmp, "w") as dst:
+            dst.attrs.update(vmc_version=__version__, created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+            for d, name in zip(run_dirs, names):
+                g = dst.create_group(f"runs/{name}")
+                with open_h5(_energies_file(d)) as src:
+                    for key in ("systems", "geometries"):
+                        if key in src:
+                            src.copy(src[key], g, name=key)
+                    g.attrs.update(
+                        config=src.attrs.get("config", ""),
+                        vmc_version=src.attrs.get("vmc_version", ""),
+                        created=src.attrs.get("created", ""),
+                        source=str(d.resolve()),
+                    )
+    tmp.replace(out)
+    return out

@@ -1,0 +1,96 @@
+"""Metropolis–Hastings sampling of |psi|^2 with Gaussian all-electron moves.
+
+Functions here act on the walkers of ONE device (batch axis first); the caller pmaps them.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vmc.geometry import wrap
+from vmc.systems import System
+
+
+def make_mcmc_step(log_psi: Callable, n_steps: int) -> Callable:
+    """sample(params, data, walkers (B, n_el, 3), key, width) -> (walkers, acceptance rate).
+
+    `n_steps` Metropolis steps, each moving all electrons of a walker at once by a Gaussian of
+    standard deviation `width` (bohr). Crystal walkers are wrapped into the simulation cell,
+    which leaves |psi|^2 unchanged.
+    """
+
+    def log_prob(params, data, walkers):
+        return 2.0 * jax.vmap(lambda r: log_psi(params, data, r)[1])(walkers)
+
+    def sample(params, data, walkers, key, width):
+        def step(carry, key):
+            walkers, lp, accepted = carry
+            k_move, k_accept = jax.random.split(key)
+            proposal = wrap(walkers + width * jax.random.normal(k_move, walkers.shape, walkers.dtype), data.cell)
+            lp_new = log_prob(params, data, proposal)
+            u = jax.random.uniform(k_accept, lp.shape, lp.dtype)
+            accept = jnp.log(u) < lp_new - lp
+            walkers = jnp.where(accept[:, None, None], proposal, walkers)
+            lp = jnp.where(accept, lp_new, lp)
+            return (walkers, lp, accepted + jnp.mean(accept)), None
+
+        lp = log_prob(params, data, walkers)
+        (walkers, _, accepted), _ = jax.lax.scan(step, (walkers, lp, jnp.zeros((), lp.dtype)), jax.random.split(key, n_steps))
+        return walkers, accepted / n_steps
+
+    return sample
+
+
+def adapt_width(width: float, acceptance: float, target: float) -> float:
+    """Multiplicative step-size control towards the target acceptance rate."""
+    if acceptance > target + 0.05:
+        return width * 1.1
+    if acceptance < target - 0.05:
+        return width / 1.1
+    return width
+
+
+def electron_sites(system: System) -> tuple[np.ndarray, np.ndarray]:
+    """Which atom each electron starts at, spin-up electrons first: (up_atoms, down_atoms).
+
+    Atoms get electrons by nuclear charge (a cation loses them from the heaviest atoms, an
+    anion gains them on the heaviest), and within each atom spins alternate up, down, up...,
+    so atoms start near neutral and locally spin-paired. The global n_up is met by taking the
+    preferred-up sites first.
+    """
+    z = system.charges.astype(int)
+    counts = z.copy()
+    order = np.argsort(-z, kind="stable")
+    excess = system.charge  # electrons to remove (positive) or add (negative)
+    i = 0
+    while excess != 0:
+        atom = order[i % len(order)]
+        if excess > 0 and counts[atom] > 0:
+            counts[atom] -= 1
+            excess -= 1
+        elif excess < 0:
+            counts[atom] += 1
+            excess += 1
+        i += 1
+    sites = [(atom, k % 2) for atom in range(len(z)) for k in range(counts[atom])]
+    preferred_up = [s for s in sites if s[1] == 0]
+    preferred_down = [s for s in sites if s[1] == 1]
+    ranked = preferred_up + preferred_down
+    up = sorted(a for a, _ in ranked[: system.n_up])
+    down = sorted(a for a, _ in ranked[system.n_up :])
+    return np.array(up, dtype=int), np.array(down, dtype=int)
+
+
+def init_walkers(system: System, n_walkers: int, rng: np.random.Generator, width: float) -> np.ndarray:
+    """Starting walkers (n_walkers, n_el, 3), bohr: electrons spread around their atoms."""
+    up, down = electron_sites(system)
+    centers = system.positions[np.concatenate([up, down])]
+    walkers = centers[None] + width * rng.standard_normal((n_walkers, *centers.shape))
+    if system.periodic:
+        f = walkers @ np.linalg.inv(system.lattice)
+        walkers = (f - np.floor(f)) @ system.lattice
+    return walkers

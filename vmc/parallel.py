@@ -1,0 +1,67 @@
+"""Walkers split over local devices with jax.pmap; parameters and system data replicated."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vmc.errors import InputError
+
+AXIS = "devices"  # the one pmap axis name of the package (kfac-jax uses it too)
+
+
+def initialize(distributed: bool) -> None:
+    """Joins the multi-host runtime (jax.distributed) when the config asks for it."""
+    if distributed:
+        jax.distributed.initialize()
+
+
+def device_count() -> int:
+    return jax.local_device_count()
+
+
+def check_walkers(n_walkers: int) -> int:
+    """Walkers per local device; they must split evenly over all devices of all hosts."""
+    n_dev = jax.device_count()
+    if n_walkers % n_dev:
+        raise InputError(f"config key 'mcmc.walkers': {n_walkers} walkers do not split evenly over {n_dev} devices")
+    return n_walkers // n_dev
+
+
+def replicate(tree):
+    """Copies of `tree` on every local device, with a leading device axis."""
+    return jax.device_put_replicated(tree, jax.local_devices())
+
+
+def unreplicate(tree):
+    """The first device's copy of a replicated tree."""
+    return jax.tree.map(lambda x: x[0], tree)
+
+
+def shard(array: np.ndarray):
+    """(n_total, ...) host array -> (n_devices, n_total / n_devices, ...) on the local devices."""
+    n_dev = jax.local_device_count()
+    array = np.asarray(array)
+    return jax.device_put_sharded(list(array.reshape(n_dev, -1, *array.shape[1:])), jax.local_devices())
+
+
+def unshard(array) -> np.ndarray:
+    """Device-split array back to one host array (n_total, ...)."""
+    a = np.asarray(array)
+    return a.reshape(-1, *a.shape[2:])
+
+
+def device_keys(key: jax.Array):
+    """One independent PRNG key per local device (leading device axis)."""
+    keys = jax.random.split(key, jax.local_device_count())
+    return jax.device_put_sharded(list(keys), jax.local_devices())
+
+
+def pmean(x):
+    return jax.lax.pmean(x, AXIS)
+
+
+def gather_flat(x: jax.Array) -> jax.Array:
+    """All devices' values of a per-device batch, flattened (for exact medians)."""
+    return jnp.reshape(jax.lax.all_gather(x, AXIS), (-1,))

@@ -1,0 +1,46 @@
+"""A progress bar with energy, error bar, acceptance and ETA (tqdm, on stderr)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+from vmc import stats
+
+
+def format_energy(mean: float, error: float) -> str:
+    """-1.17345(12): the digits of the error bar in brackets."""
+    if not np.isfinite(error) or error <= 0:
+        return f"{mean:.6f}"
+    digits = max(0, min(8, -int(np.floor(np.log10(error))) + 1))
+    return f"{mean:.{digits}f}({round(error * 10**digits):d})"
+
+
+class Progress:
+    """Bar over `total` steps; `update` takes the energy of the step and shows a running
+    estimate over the recent window (autocorrelation-corrected error)."""
+
+    def __init__(self, total: int, desc: str, initial: int = 0, window: int = 100, enabled: bool = True):
+        tty = sys.stderr.isatty()
+        # in a batch job's log, redraw rarely instead of flooding the file
+        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True,
+                        disable=enabled is False, mininterval=0.1 if tty else 30.0)
+        self.window = window
+        self.recent: list[float] = []
+
+    def update(self, energy: float | None = None, **fields) -> None:
+        postfix = {}
+        if energy is not None:
+            self.recent = (self.recent + [float(energy)])[-self.window :]
+            if len(self.recent) > 4:
+                postfix["E"] = format_energy(*stats.mean_and_error(np.array(self.recent)))
+            else:
+                postfix["E"] = f"{energy:.5f}"
+        postfix.update({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in fields.items()})
+        self.bar.set_postfix(postfix, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
