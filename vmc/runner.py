@@ -215,7 +215,7 @@ class Run:
         for gid, members in geometries.items():
             if members[0].periodic:
                 e, err = self.energies.write_geometry(gid, members, [results[m.id] for m in members])
-                print(f"{gid}: twist-averaged E = {format_energy(e, err)} Ha per cell ({len(members)} twists)", flush=True)
+                print(f"{gid}: twist-averaged E = {format_energy(e, err)} Ha per cell ({len(members)} twist{'s' if len(members) > 1 else ''})", flush=True)
             else:
                 self.energies.write_geometry(gid, members, [results[m.id] for m in members])
 
