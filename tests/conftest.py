@@ -7,18 +7,19 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 
+def _precision(enable_x64: bool):
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", enable_x64)
+    yield
+    jax.config.update("jax_enable_x64", previous)
+
+
 @pytest.fixture
 def x64():
     """Runs a test in float64 and restores the previous precision afterwards."""
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+    yield from _precision(True)
 
 
 @pytest.fixture
 def x32():
-    previous = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", False)
-    yield
-    jax.config.update("jax_enable_x64", previous)
+    yield from _precision(False)

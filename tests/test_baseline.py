@@ -28,17 +28,19 @@ def _random_baseline(system, basis, rng):
     """A Baseline with random occupied orbitals at the folded k-points (no SCF needed: the
     test is about evaluating orbitals, not about their content)."""
     spec = bl.pyscf_spec(system, basis, exp_to_discard=None)
-    cell = bl._build_pyscf(bl.json.dumps(spec, sort_keys=True))
     kpts = lat.folded_kpoints(system.supercell, system.primitive_lattice, system.twist)
     n_orb = system.n_up
     k_index = rng.integers(0, len(kpts), n_orb).astype(np.int32)
-    coef = rng.normal(size=(n_orb, cell.nao)) + 1j * rng.normal(size=(n_orb, cell.nao))
+    n_ao = bl.Baseline(energy=0.0, basis_name=basis, spec=spec, kpoints=kpts, coefficients=(), k_index=(), mo_energy=(),
+                       translations=np.zeros((1, 3)), atoms=system.positions).pyscf_object().nao
+    coef = rng.normal(size=(n_orb, n_ao)) + 1j * rng.normal(size=(n_orb, n_ao))
     baseline = bl.Baseline(
-        energy=0.0, n_cells=system.n_cells, basis_name=basis, spec=spec, kpoints=kpts, coefficients=(coef, coef),
+        energy=0.0, basis_name=basis, spec=spec, kpoints=kpts, coefficients=(coef, coef),
         k_index=(k_index, k_index), mo_energy=(np.zeros(n_orb),) * 2,
         translations=lat.supercell_translations(system.supercell, system.primitive_lattice), atoms=system.positions,
         lattice=system.lattice, twist=system.twist_cartesian,
     )
+    cell = baseline.pyscf_object()
     return baseline, cell, kpts, coef, k_index
 
 

@@ -51,7 +51,6 @@ class Baseline:
     """
 
     energy: float
-    n_cells: int
     basis_name: str
     spec: dict
     kpoints: np.ndarray
@@ -67,6 +66,10 @@ class Baseline:
     @property
     def periodic(self) -> bool:
         return self.lattice is not None
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.translations)
 
     @property
     def energy_per_cell(self) -> float:
@@ -236,7 +239,6 @@ def hartree_fock(system: System, cfg) -> Baseline:
             raise InputError(f"system {system.id!r}: HF occupies {len(coefs[spin])} orbitals of spin {spin}, expected {n}")
     return Baseline(
         energy=energy * system.n_cells,
-        n_cells=system.n_cells,
         basis_name=cfg.basis,
         spec=spec,
         kpoints=kpoints,

@@ -63,8 +63,7 @@ def safe_norm(v: jax.Array) -> jax.Array:
     sqrt(|v|^2 + tiny): differs from |v| only below ~1e-15 bohr, and unlike a `where` guard
     it is a plain elementwise function, so folx keeps per-electron sparsity through it.
     """
-    tiny = jnp.finfo(v.dtype).tiny if jnp.issubdtype(v.dtype, jnp.floating) else 1e-300
-    return jnp.sqrt(jnp.sum(v * v, axis=-1) + 1e4 * tiny)
+    return jnp.sqrt(jnp.sum(v * v, axis=-1) + 1e4 * jnp.finfo(v.dtype).tiny)
 
 
 def distance(d: jax.Array, cell: Cell | None, safe: bool = False) -> jax.Array:

@@ -40,6 +40,16 @@ class Ansatz:
     prepare: Callable[..., tuple[Any, Any]] = lambda system, baseline: (baseline, None)
 
 
+def haiku_ansatz(name: str, forward: Callable, prepare: Callable | None = None) -> Ansatz:
+    """An Ansatz from a haiku `forward()` returning (log_psi, (log_psi, orbitals)) of (data, r),
+    as `hk.multi_transform` expects: one parameter tree shared by both functions."""
+    import haiku as hk
+
+    net = hk.without_apply_rng(hk.multi_transform(forward))
+    extra = {} if prepare is None else {"prepare": prepare}
+    return Ansatz(name=name, init=net.init, log_psi=net.apply[0], orbitals=net.apply[1], **extra)
+
+
 def make_ansatz(config: ModelConfig, elements: list[str]) -> Ansatz:
     """The ansatz named by `config.name` for systems made of `elements`."""
     if config.name == "hf":

@@ -27,7 +27,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from vmc.ansatz import Ansatz
+from vmc.ansatz import Ansatz, haiku_ansatz
 from vmc.ansatz.determinants import spin_blocked_log_psi
 from vmc.ansatz.jastrow import NeuralJastrow, electron_cusp
 from vmc.ansatz.layers import dense, mlp, positive, smooth_cutoff
@@ -193,12 +193,5 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
 
         return log_psi, (log_psi, orbital_matrices)
 
-    net = hk.without_apply_rng(hk.multi_transform(forward))
-    return Ansatz(
-        name="fire",
-        init=lambda key, data, r: net.init(key, data, r),
-        log_psi=net.apply[0],
-        orbitals=net.apply[1],
-        prepare=lambda system, baseline: prepare_fire(system, baseline, cfg, elements),
-    )
+    return haiku_ansatz("fire", forward, prepare=lambda system, baseline: prepare_fire(system, baseline, cfg, elements))
 

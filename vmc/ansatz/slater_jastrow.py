@@ -12,7 +12,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
-from vmc.ansatz import Ansatz
+from vmc.ansatz import Ansatz, haiku_ansatz
 from vmc.ansatz.determinants import spin_blocked_log_psi
 from vmc.ansatz.jastrow import NeuralJastrow, electron_cusp, nuclear_cusp
 from vmc.baseline import eval_hf_orbitals
@@ -88,10 +88,4 @@ def make_slater_jastrow(config: ModelConfig, elements: list[str]) -> Ansatz:
 
         return log_psi, (log_psi, orbitals)
 
-    net = hk.without_apply_rng(hk.multi_transform(forward))
-    return Ansatz(
-        name="slater_jastrow",
-        init=lambda key, data, r: net.init(key, data, r),
-        log_psi=net.apply[0],
-        orbitals=net.apply[1],
-    )
+    return haiku_ansatz("slater_jastrow", forward)
