@@ -55,28 +55,36 @@ class Radial(hk.Module):
         return jnp.exp(-((dist[..., None] / sigma) ** 2))
 
 
-def _displacements(x: jax.Array, y: jax.Array, images: jax.Array, cell, cutoff: float | None):
+def _displacements(x: jax.Array, y: jax.Array, images: jax.Array, cell, cutoff: float | None, same: bool = False):
     """Displacements x_i - y_j - L for all images L, their lengths and cutoff weights.
 
     x (n, 3), y (m, 3), images (n_L, 3) -> d (n, m, n_L, 3), dist (n, m, n_L), w (n, m, n_L).
     With a cutoff, d is reduced into the cell first, so a short image list covers every
     image within the cutoff; without one, crystals use periodic features of one image.
+    same=True (y is x): the self pairs (i, i, L = 0) get weight 0, and a constant offset keeps
+    their length away from 0, where the norm's higher derivatives overflow in folx (0 * inf).
     """
     d = x[:, None, :] - y[None, :, :]
     if cutoff is None:
-        if cell is not None:
-            d = displacement_features(d, cell)[:, :, None, :]
-            dist = distance(x[:, None, :] - y[None, :, :], cell, safe=True)[:, :, None]
-            return d, dist, jnp.ones_like(dist)
-        d = d[:, :, None, :]
-        dist = safe_norm(d)
-        return d, dist, jnp.ones_like(dist)
-    if cell is not None:
+        images = jnp.zeros((1, 3), d.dtype)
+    elif cell is not None:
         f = d @ cell.inv_lattice
         d = (f - jnp.round(f)) @ cell.lattice
     d = d[:, :, None, :] + images[None, None, :, :]
-    dist = safe_norm(d)
-    return d, dist, smooth_cutoff(dist / cutoff)
+    self_pair = jnp.zeros(d.shape[:3], bool)
+    if same:
+        self_pair = jnp.eye(x.shape[0], dtype=bool)[:, :, None] & (jnp.sum(images**2, -1) == 0)[None, None, :]
+        d = d + self_pair[..., None]
+    if cutoff is None:
+        dist = distance(d, cell, safe=True)
+        w = jnp.ones_like(dist)
+        d = displacement_features(d, cell)
+    else:
+        dist = safe_norm(d)
+        w = smooth_cutoff(dist / cutoff)
+    # a product, not a `where`: folx would treat a mask built from traced images as data-
+    # dependent indexing and give up sparsity
+    return d, dist, w * (1 - self_pair)
 
 
 class FiniteRangeEmbedding(hk.Module):
@@ -101,9 +109,7 @@ class FiniteRangeEmbedding(hk.Module):
         h = jnp.tanh(dense(jnp.concatenate([h, spin], -1), cfg.embedding_dim, "h0"))
 
         # electron–electron messages
-        d, dist, w = _displacements(r, r, feats.images, data.cell, cfg.cutoff)
-        self_pair = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.sum(feats.images**2, -1) == 0)[None, None, :] if cfg.cutoff is not None else jnp.eye(n, dtype=bool)[:, :, None]
-        w = jnp.where(self_pair, 0.0, w)
+        d, dist, w = _displacements(r, r, feats.images, data.cell, cfg.cutoff, same=True)
         pair = jnp.concatenate([_pair_features(d, dist), Radial(cfg.n_gaussians, radial_width, "radial_ee")(dist)], -1)
         spins = jnp.arange(n) < n_up
         same = (spins[:, None] == spins[None, :])[:, :, None]
