@@ -25,13 +25,9 @@ from vmc.optimizers import make_optimizer
 from vmc.runner import Run
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("config")
-    p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--set", dest="overrides", action="append", default=[])
-    args = p.parse_args()
-    cfg = build_config(args.config, dict(parse_override(o) for o in args.overrides))
+def time_steps(cfg, steps: int) -> dict:
+    """Median seconds of one optimization step and of one batched local-energy evaluation
+    over `steps` steps after a warm-up step (compilation), with the run's own set-up."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp))
         loss = make_energy_loss(run.ansatz.log_psi, run.local_energy, cfg.optimization.clip_width)
@@ -39,7 +35,7 @@ def main() -> None:
         state = opt.init(run.params, run.key("optimizer", 0, 0, per_host=False), run.batch(0))
         energies = jax.pmap(run.local_energy, axis_name=parallel.AXIS)
         times, e_times = [], []
-        for t in range(args.steps + 1):
+        for t in range(steps + 1):
             s = run.samplers[0]
             t0 = time.perf_counter()
             s.walkers, _ = run.sample(run.params, run.data[0], s.walkers, parallel.device_keys(run.key("sample", t, 0)), s.width)
@@ -49,11 +45,26 @@ def main() -> None:
             t0 = time.perf_counter()
             jax.block_until_ready(energies(run.params, run.data[0], s.walkers))
             e_times.append(time.perf_counter() - t0)
-    n_el = run.systems[0].n_electrons
-    print(f"{platform.node()} {jax.devices()[0].device_kind} x{jax.device_count()} | {run.systems[0].id}: {n_el} electrons, "
+    return {"system": run.systems[0].id, "n_electrons": run.systems[0].n_electrons, "first_step": times[0],
+            "step": float(np.median(times[1:])), "local_energy": float(np.median(e_times[1:]))}
+
+
+def machine() -> str:
+    return f"{platform.node()} {jax.devices()[0].device_kind} x{jax.device_count()}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("config")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    args = p.parse_args()
+    cfg = build_config(args.config, dict(parse_override(o) for o in args.overrides))
+    t = time_steps(cfg, args.steps)
+    print(f"{machine()} | {t['system']}: {t['n_electrons']} electrons, "
           f"{cfg.mcmc.walkers} walkers, {cfg.mcmc.steps} MCMC steps/step, model {cfg.model.name}, basis {cfg.baseline.basis}")
-    print(f"optimization step: {np.median(times[1:]):.3f} s (median of {args.steps}; first incl. compile {times[0]:.1f} s); "
-          f"local energies of all walkers: {np.median(e_times[1:]):.3f} s")
+    print(f"optimization step: {t['step']:.3f} s (median of {args.steps}; first incl. compile {t['first_step']:.1f} s); "
+          f"local energies of all walkers: {t['local_energy']:.3f} s")
 
 
 if __name__ == "__main__":

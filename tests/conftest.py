@@ -4,7 +4,17 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# Small networks: the tests check properties of the functions, not their accuracy.
+TINY_NETWORKS = {
+    "model.slater_jastrow.hidden": 8,
+    "model.fire.embedding_dim": 8, "model.fire.filter_dim": 4, "model.fire.n_gaussians": 4,
+    "model.fire.orbital_dim": 4, "model.fire.descriptor_hidden": 8, "model.fire.jastrow_hidden": 8,
+    "model.fire.mlp_layers": 1,
+}
 
 
 def _precision(enable_x64: bool):
@@ -23,3 +33,28 @@ def x64():
 @pytest.fixture
 def x32():
     yield from _precision(False)
+
+
+@pytest.fixture
+def wavefunction(tmp_path):
+    """build(system_spec, model, seed=0, walkers=2, overrides={dotted key: value}) ->
+    (system, ansatz, data, params, walkers (walkers, n_el, 3)): STO-3G, tiny networks."""
+    from vmc.ansatz import make_ansatz
+    from vmc.baseline import hartree_fock
+    from vmc.config import make_config
+    from vmc.mcmc import init_walkers
+    from vmc.system_data import make_system_data
+    from vmc.systems import build_systems, resolve_specs
+
+    def build(system_spec, model, seed=0, walkers=2, overrides=None):
+        cfg = make_config(None, {"system": system_spec, "model.name": model, "baseline.basis": "sto-3g",
+                                 "baseline.cache_dir": str(tmp_path / "hf"), **TINY_NETWORKS, **(overrides or {})})
+        (system,) = build_systems(resolve_specs(cfg.system))
+        elements = cfg.model.elements or sorted(set(system.symbols))
+        ansatz = make_ansatz(cfg.model, elements)
+        data = make_system_data(system, *ansatz.prepare(system, hartree_fock(system, cfg.baseline)), elements)
+        r = jnp.asarray(init_walkers(system, walkers, np.random.default_rng(seed), 1.0))
+        params = ansatz.init(jax.random.PRNGKey(seed), data, r[0])
+        return system, ansatz, data, params, r
+
+    return build

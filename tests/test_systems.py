@@ -76,3 +76,20 @@ def test_monkhorst_pack():
 def test_bad_systems(spec, message):
     with pytest.raises(InputError, match=message):
         build_systems(spec)
+
+
+@pytest.mark.parametrize("lattice, radius", [
+    (np.diag([7.2, 20.0, 20.0]), 5.0),  # chain with vacuum
+    (np.diag([115.2, 20.0, 20.0]), 8.0),  # long chain supercell
+    (7.674 * (np.ones((3, 3)) - np.eye(3)), 8.0),  # LiH 2x2x2 (fcc)
+    (np.array([[4.0, 0, 0], [3.5, 2.0, 0], [0.3, 0.4, 5.0]]), 6.0),  # oblique
+])
+def test_images_near_cell(lattice, radius):
+    """The pruned image list holds every image within `radius` of sampled points of the cell
+    (brute force over the unpruned list) and nothing beyond radius + cell_reach."""
+    pruned = lat.lattice_vectors_near_cell(lattice, radius)
+    full = lat.lattice_vectors_within(lattice, radius + lat.cell_reach(lattice))
+    points = np.random.default_rng(0).uniform(-0.5, 0.5, (20000, 3)) @ lattice
+    needed = {tuple(np.round(v, 6)) for v in full if np.min(np.linalg.norm(points - v, axis=1)) <= radius}
+    assert needed <= {tuple(np.round(v, 6)) for v in pruned}
+    assert len(pruned) <= len(full) and np.allclose(pruned[0], 0)

@@ -278,7 +278,7 @@ def hf_orbitals_data(baseline: Baseline, precision: float = 1e-12) -> HFOrbitals
     cell, images = None, np.zeros((1, 3))
     if baseline.periodic:
         cell = Cell.make(baseline.lattice, baseline.twist)
-        images = lat.lattice_vectors_within(baseline.lattice, basis_radius(obj, precision) + lat.cell_reach(baseline.lattice))
+        images = lat.lattice_vectors_near_cell(baseline.lattice, basis_radius(obj, precision))
     return HFOrbitals(
         basis=basis,
         atoms=jnp.asarray(baseline.atoms),

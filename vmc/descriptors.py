@@ -149,9 +149,8 @@ def prepare_fire(system: System, baseline, cfg, elements: list[str]):
         rotations.append(u)
     orbital_cutoff = cfg.orbital_cutoff
     if system.periodic:
-        reach = lat.cell_reach(system.lattice)
-        images = lat.lattice_vectors_within(system.lattice, (cfg.cutoff or 0.0) + reach) if cfg.cutoff is not None else np.zeros((1, 3))
-        orbital_images = lat.lattice_vectors_within(system.lattice, orbital_cutoff + reach)
+        images = lat.lattice_vectors_near_cell(system.lattice, cfg.cutoff) if cfg.cutoff is not None else np.zeros((1, 3))
+        orbital_images = lat.lattice_vectors_near_cell(system.lattice, orbital_cutoff)
         orbital_phase = np.exp(1j * (orbital_images @ system.twist_cartesian))
     else:
         images = orbital_images = np.zeros((1, 3))

@@ -20,13 +20,14 @@ one walker and is jit- and vmap-able.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import erfc as _erfc_np
+
+from vmc import lattice as lat
 
 
 @jax.tree_util.register_dataclass
@@ -81,12 +82,6 @@ def nuclear_energy(ewald: EwaldData) -> jax.Array:
 # ----------------------------------------------------------------------------------------------
 
 
-def _cell_reach(lattice: np.ndarray) -> float:
-    """Largest |d| for d = f @ lattice with f in [-1/2, 1/2]^3: half the longest body diagonal."""
-    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=3)))
-    return 0.5 * float(np.max(np.linalg.norm(signs @ lattice, axis=1)))
-
-
 def _integer_box(radius: float, dual: np.ndarray) -> np.ndarray:
     """All integer n with |n_i| <= radius |dual_i| / 2pi: covers every n @ basis of norm <= radius.
 
@@ -134,7 +129,7 @@ def choose_parameters(lattice: np.ndarray, charges: np.ndarray, accuracy: float,
     lattice = np.asarray(lattice, float)
     volume = abs(float(np.linalg.det(lattice)))
     recip = 2 * np.pi * np.linalg.inv(lattice).T
-    reach = _cell_reach(lattice)
+    reach = lat.cell_reach(lattice)
     z_abs = float(np.sum(np.abs(charges)))
     n_el = int(round(float(np.sum(charges)))) if n_electrons is None else n_electrons
     n_el = max(n_el, 1)
@@ -222,7 +217,7 @@ def make_ewald(
     recip = 2 * np.pi * inv_lattice.T
     alpha, rc, gc = choose_parameters(lattice, charges, accuracy, n_electrons)
 
-    reach = _cell_reach(lattice)
+    reach = lat.cell_reach(lattice)
     n = _integer_box(rc + reach, recip)
     images = n @ lattice
     images = images[np.linalg.norm(images, axis=1) <= rc + reach]

@@ -45,6 +45,15 @@ def wrap(r: jax.Array, cell: Cell | None) -> jax.Array:
     return (f - jnp.floor(f)) @ cell.lattice
 
 
+def reduce_displacement(d: jax.Array, cell: Cell) -> tuple[jax.Array, jax.Array]:
+    """d (..., 3) minus the lattice vector L (..., 3) that brings its fractional coordinates
+    into [-1/2, 1/2]; returns (d - L, L). A sum over images of d then only needs the lattice
+    vectors within (its range + `lattice.cell_reach`)."""
+    f = d @ cell.inv_lattice
+    shift = jnp.round(f) @ cell.lattice
+    return d - shift, shift
+
+
 def periodic_vector(d: jax.Array, cell: Cell) -> jax.Array:
     """Smooth periodic stand-in for a displacement d (..., 3): sum_a sin(2 pi f_a) a_a / 2pi."""
     s = jnp.sin(2 * jnp.pi * (d @ cell.inv_lattice))

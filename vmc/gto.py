@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vmc.geometry import reduce_displacement
+
 
 def cartesian_powers(l: int) -> list[tuple[int, int, int]]:
     """PySCF's order of the cartesian monomials x^i y^j z^k of degree l (xx, xy, xz, yy, ...)."""
@@ -147,9 +149,7 @@ def eval_bloch_aos(basis: Basis, r: jax.Array, atoms: jax.Array, images: jax.Arr
     d = r[:, None, :] - atoms[None, :, :]
     if cell is None:
         return eval_aos(basis, d)
-    f = d @ cell.inv_lattice
-    shift = jnp.round(f) @ cell.lattice  # lattice vector taking d into the cell around the atom
-    d_cell = d - shift
+    d_cell, shift = reduce_displacement(d, cell)
     # chi~(d) = e^{ik.shift} sum_L e^{ik.L} chi(d_cell - L)
     values = eval_aos(basis, d_cell[:, None, :, :] - images[None, :, None, :])  # (n_el, n_L, n_padded)
     image_phase = jnp.exp(1j * (images @ cell.twist))

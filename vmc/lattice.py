@@ -98,6 +98,22 @@ def lattice_vectors_within(lattice: np.ndarray, radius: float) -> np.ndarray:
     return vecs[keep][order]
 
 
+def lattice_vectors_near_cell(lattice: np.ndarray, radius: float) -> np.ndarray:
+    """Lattice vectors L (n_L, 3) within `radius` (bohr) of some point of the cell centred at
+    the origin, {f @ lattice : f in [-1/2, 1/2]^3}: the images a sum over |d - L| <= radius
+    needs once d is reduced into that cell (`geometry.reduce_displacement`).
+
+    A superset of these is every |L| <= radius + cell_reach; long or flat cells keep far
+    fewer (a chain's 20-bohr vacuum needs no images across it for a 5-bohr cutoff).
+    """
+    from scipy.optimize import lsq_linear
+
+    lattice = np.asarray(lattice, float)
+    candidates = lattice_vectors_within(lattice, radius + cell_reach(lattice))
+    keep = [lsq_linear(lattice.T, vec, bounds=(-0.5, 0.5)).cost * 2 <= radius**2 + 1e-9 for vec in candidates]
+    return candidates[np.array(keep, bool)]
+
+
 def cell_reach(lattice: np.ndarray) -> float:
     """Longest displacement reduced to fractional coordinates in [-1/2, 1/2]^3 (bohr)."""
     corners = np.array([[i, j, k] for i in (-0.5, 0.5) for j in (-0.5, 0.5) for k in (-0.5, 0.5)])

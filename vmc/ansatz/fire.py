@@ -30,9 +30,9 @@ import jax.numpy as jnp
 from vmc.ansatz import Ansatz, haiku_ansatz
 from vmc.ansatz.determinants import spin_blocked_log_psi
 from vmc.ansatz.jastrow import NeuralJastrow, electron_cusp
-from vmc.ansatz.layers import dense, mlp, positive, smooth_cutoff
+from vmc.ansatz.layers import dense, mlp, positive, smooth_cutoff, walker_independent
 from vmc.config import ModelConfig
-from vmc.geometry import displacement_features, distance, safe_norm, wrap
+from vmc.geometry import displacement_features, distance, reduce_displacement, safe_norm, wrap
 
 ALPHA_MIN = 0.1  # bohr^-1: the slowest orbital decay; keeps the envelope inside its cutoff
 
@@ -68,8 +68,7 @@ def _displacements(x: jax.Array, y: jax.Array, images: jax.Array, cell, cutoff: 
     if cutoff is None:
         images = jnp.zeros((1, 3), d.dtype)
     elif cell is not None:
-        f = d @ cell.inv_lattice
-        d = (f - jnp.round(f)) @ cell.lattice
+        d = reduce_displacement(d, cell)[0]
     d = d[:, :, None, :] + images[None, None, :, :]
     self_pair = jnp.zeros(d.shape[:3], bool)
     if same:
@@ -127,7 +126,7 @@ class FiniteRangeEmbedding(hk.Module):
 
 
 class TransferableOrbitals(hk.Module):
-    """Orbital matrices (n_det, n_el_s, n_orb_s) of one spin from HF orbital descriptors."""
+    """Orbital matrices (n_det, n_el_s, n_orb_s) of both spins from HF orbital descriptors."""
 
     def __init__(self, cfg, n_det: int, n_elements: int, name: str = "orbitals"):
         super().__init__(name=name)
@@ -140,32 +139,47 @@ class TransferableOrbitals(hk.Module):
         context = jnp.concatenate([geom, jnp.broadcast_to(species_onehot[None], (*geom.shape[:2], species_onehot.shape[-1]))], -1)
         gate = mlp(context, [cfg.descriptor_hidden, cfg.descriptor_hidden], "gate")
 
-        def odd(c):
-            u = jnp.tanh(dense(c, cfg.descriptor_hidden, "coef_in", with_bias=False)) * gate
-            return dense(u, k * cfg.orbital_dim, "coef_out", with_bias=False)
-
-        b = odd(coef.real)
-        if jnp.iscomplexobj(coef):
-            b = b + 1j * odd(coef.imag)
+        # one odd real map applied to the real and the imaginary part (stacked, so the
+        # parameters are the same for real and complex systems)
+        parts = jnp.stack([coef.real, coef.imag]) if jnp.iscomplexobj(coef) else coef[None]
+        u = jnp.tanh(dense(parts, cfg.descriptor_hidden, "coef_in", with_bias=False)) * gate
+        b = dense(u, k * cfg.orbital_dim, "coef_out", with_bias=False)
+        b = b[0] + 1j * b[1] if jnp.iscomplexobj(coef) else b[0]
         magnitude = jnp.concatenate([jnp.abs(coef), context], -1)
         alpha = ALPHA_MIN + jax.nn.softplus(mlp(magnitude, [cfg.descriptor_hidden, k], "alpha") + 1.0)
         return b.reshape(*b.shape[:2], k, cfg.orbital_dim), alpha
 
-    def __call__(self, data, r: jax.Array, h: jax.Array, spin: int) -> jax.Array:
+    def __call__(self, data, r: jax.Array, h: jax.Array) -> list[jax.Array]:
+        """Orbital blocks [up (n_det, n_up, n_orb_up), down (n_det, n_down, n_orb_down)] for
+        electrons r (n_el, 3) in the cell with embeddings h (n_el, embedding_dim)."""
         cfg, feats = self.cfg, data.features
-        coef, geom, phase = feats.coefficients[spin], feats.geometry[spin], feats.image_phase[spin]
+        # Both spins go through each dense layer in one call: kfac-jax registers a layer
+        # only when its parameters are used once.
+        coef, geom, phase = (jnp.concatenate(x, 0) for x in (feats.coefficients, feats.geometry, feats.image_phase))
         species_onehot = jax.nn.one_hot(data.species, self.n_elements)
-        b, alpha = self.descriptor_maps(coef, geom, species_onehot)
+        with walker_independent():
+            b, alpha = self.descriptor_maps(coef, geom, species_onehot)  # (n_orb, A, K, O), (n_orb, A, K)
         b = b * phase[:, :, None, None]
-        d = r[:, None, None, :] - data.atoms[None, :, None, :] - feats.orbital_images[None, None, :, :]  # (n, A, L, 3)
+        # the image sum starts from the nearest image of each atom: the listed images cover the
+        # orbital cutoff from there, and the shift's Bloch phase is restored below
+        d = r[:, None, :] - data.atoms[None, :, :]
+        shift_phase = jnp.ones(d.shape[:2])
+        if data.cell is not None:
+            d, shift = reduce_displacement(d, data.cell)
+            shift_phase = jnp.exp(1j * (shift @ data.cell.twist))  # (n, A)
+        d = d[:, :, None, :] - feats.orbital_images[None, None, :, :]  # (n, A, L, 3)
         dist = safe_norm(d)
         x = jnp.concatenate([_pair_features(d, dist), jnp.broadcast_to(h[:, None, None, :], (*dist.shape, h.shape[-1]))], -1)
         g = mlp(x, [cfg.orbital_dim, self.n_det * cfg.orbital_dim], "electron").reshape(*dist.shape, self.n_det, cfg.orbital_dim)
-        env = jnp.exp(-alpha[None, :, :, None, :] * dist[:, None, :, :, None])  # (n, o, A, L, K)
-        env = env * smooth_cutoff(dist / feats.orbital_cutoff)[:, None, :, :, None]
-        overlap = jnp.einsum("oakq,ialkq->ioalk", b, g.astype(b.dtype))
-        phi = jnp.einsum("ioalk,l->kio", overlap * env, feats.orbital_phase)
-        return phi
+        cut = smooth_cutoff(dist / feats.orbital_cutoff)
+        n_orb_up = feats.coefficients[0].shape[0]
+        blocks = []
+        for el, orb in ((slice(None, data.n_up), slice(None, n_orb_up)), (slice(data.n_up, None), slice(n_orb_up, None))):
+            env = jnp.exp(-alpha[orb][None, :, :, None, :] * dist[el][:, None, :, :, None])  # (n_s, o_s, A, L, K)
+            env = env * cut[el][:, None, :, :, None]
+            overlap = jnp.einsum("oakq,ialkq->ioalk", b[orb], g[el].astype(b.dtype))
+            blocks.append(jnp.einsum("ioalk,l,ia->kio", overlap * env, feats.orbital_phase, shift_phase[el]))
+        return blocks
 
 
 def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
@@ -178,7 +192,7 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
         """Spin-blocked orbital matrices; electrons are wrapped into the cell and the twist
         phase of the wrapping restored, so the Bloch condition holds exactly."""
         r_cell = wrap(r, data.cell)
-        blocks = [orbitals(data, r_cell[: data.n_up], h[: data.n_up], 0), orbitals(data, r_cell[data.n_up :], h[data.n_up :], 1)]
+        blocks = orbitals(data, r_cell, h)
         if data.cell is None:
             return blocks
         twist_phase = jnp.exp(1j * ((r - r_cell) @ data.cell.twist))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import kfac_jax
 
 
 def dense(x: jax.Array, size: int, name: str, with_bias: bool = True, w_init=None) -> jax.Array:
@@ -39,3 +40,12 @@ def positive(name: str, shape, init: float | jax.Array) -> jax.Array:
     init = jnp.broadcast_to(jnp.asarray(init, dtype=float), shape)
     raw = hk.get_parameter(name, shape, init=lambda s, d: jnp.log(jnp.expm1(init)).astype(d))
     return jax.nn.softplus(raw)
+
+
+def walker_independent():
+    """Context for layers whose inputs do not depend on the walker (per-system descriptors).
+
+    kfac-jax would take such a layer's leading axis for the walker batch; a generic tag on its
+    parameters gives them a diagonal curvature block instead of a dense Kronecker one.
+    """
+    return hk.custom_getter(lambda next_getter, value, context: kfac_jax.register_generic(next_getter(value)))
