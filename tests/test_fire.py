@@ -139,9 +139,10 @@ LIH_CRYSTAL = {"name": "lih_rocksalt", "lattice_constant": 7.674}
     [[1, 1, 1], [2, 1, 1]],
     pytest.param([[2, 2, 2], [3, 3, 3]], marks=pytest.mark.slow),
 ])
-def test_same_parameters_on_systems_of_different_size(x64, wavefunction, supercells):
+def test_same_parameters_on_systems_of_different_size(wavefunction, supercells):
     """Parameters initialized on the LiH molecule evaluate LiH crystals of several sizes: the
-    parameter tree depends only on hyperparameters and the element set."""
+    parameter tree depends only on hyperparameters and the element set. (Local energies of
+    crystals are checked in test_wavefunction.py.)"""
     elements = {"model.elements": ["H", "Li"]}
     _, ansatz, data, params, r = wavefunction("LiH", "fire", overrides=elements)
     shapes = jax.tree.map(jnp.shape, params)
@@ -151,7 +152,6 @@ def test_same_parameters_on_systems_of_different_size(x64, wavefunction, superce
         assert jax.tree.map(jnp.shape, params_c) == shapes, supercell
         assert r_c.shape[1] == 4 * int(np.prod(supercell))
         assert np.isfinite(_phase_and_logabs(ansatz_c, params, data_c, r_c[0])[1]), supercell
-        assert np.isfinite(complex(jax.jit(make_local_energy(ansatz_c.log_psi))(params, data_c, r_c[0]))), supercell
 
 
 def test_kfac_registers_dense_layers(wavefunction):
@@ -195,7 +195,7 @@ def test_pretrain_kfac_and_fine_tune_to_a_larger_supercell(tmp_path):
 
     small = vmc.run(CHAIN_RUN, out=tmp_path / "small")
     ckpt = checkpoint.list_checkpoints(small / "checkpoints")[0]
-    large = vmc.run(CHAIN_RUN, out=tmp_path / "large", params_from=ckpt,
+    large = vmc.run(CHAIN_RUN, out=tmp_path / "large", params_from=ckpt, pretraining={"steps": 0},
                     system={"name": "hydrogen_chain", "supercell": [2, 1, 1]})
     for run_dir in (small, large):
         with h5py.File(run_dir / "energies.h5", "r") as f:
