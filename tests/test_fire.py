@@ -163,7 +163,7 @@ def test_kfac_registers_dense_layers(wavefunction):
     optimizer = make_optimizer(loss, make_config(None, {}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))
     optimizer.init(parallel.replicate(params), jax.random.PRNGKey(0), batch)
-    estimator = optimizer._opt._estimator
+    estimator = optimizer.optimizer_for(batch)._estimator
     block_of = jax.tree.map(lambda i: type(estimator.blocks[int(i)]), estimator.params_block_index)
     weights = {"/".join(str(getattr(k, "key", k)) for k in path): block
                for path, block in jax.tree_util.tree_leaves_with_path(block_of) if path[-1].key == "w"}
@@ -174,6 +174,24 @@ def test_kfac_registers_dense_layers(wavefunction):
     assert not {name for name, block in per_walker.items() if not issubclass(block, dense_blocks)}
     assert all(issubclass(block, kfac_jax.NaiveDiagonal) for block in per_system.values()), per_system
 
+
+
+def test_kfac_shares_one_state_across_system_sizes(wavefunction):
+    """Shared training steps ONE KFAC state over chains of 2 and 6 electrons in turn (their
+    system data differ in static structure, which one kfac-jax optimizer refuses)."""
+    systems = [wavefunction(dict(CHAIN, supercell=[n, 1, 1]), "fire", walkers=4) for n in (1, 3)]
+    loss = make_energy_loss(systems[0][1].log_psi, make_batch_local_energy(systems[0][1].log_psi), clip_width=5.0)
+    optimizer = make_optimizer(loss, make_config(None, {}).optimization)
+    batches = [(parallel.replicate(data), parallel.shard(np.asarray(r))) for _, _, data, _, r in systems]
+    params = parallel.replicate(systems[0][3])
+    state = optimizer.init(params, jax.random.PRNGKey(0), batches[0])
+    for t, i in enumerate([0, 1, 0, 1]):
+        before = jax.tree.map(np.asarray, params)  # the step donates params
+        params, state, stats = optimizer.step(params, state, jax.random.PRNGKey(t), batches[i])
+        assert np.isfinite(float(stats.energy[0])), (t, i)
+        moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), params, before))
+        assert max(moved) > 0, (t, i)
+    assert int(state.step_counter[0]) == 4
 
 CHAIN_RUN = {
     "system": {"name": "hydrogen_chain", "supercell": [1, 1, 1]}, "seed": 1,

@@ -30,12 +30,19 @@ class Optimizer(Protocol):
 
 
 class Kfac:
-    """kfac-jax with the network's dense layers auto-registered (repeated dense under vmap)."""
+    """kfac-jax with the network's dense layers auto-registered (repeated dense under vmap).
+
+    kfac-jax traces the loss once per optimizer object and refuses a batch whose pytree
+    structure differs from that first trace, and system data carry their electron counts and
+    atom lists as static structure. So systems of different sizes (shared training over 4-
+    and 6-atom chains, say) each get a kfac-jax optimizer of their own, all stepping ONE state:
+    its curvature blocks depend only on the parameters, which every system shares.
+    """
 
     def __init__(self, loss: Callable, config: OptimizationConfig):
         k = config.kfac
         self.config = k
-        self._opt = kfac_jax.Optimizer(
+        self._make = lambda: kfac_jax.Optimizer(
             value_and_grad_func=jax.value_and_grad(loss, has_aux=True),
             l2_reg=0.0,
             norm_constraint=k.norm_constraint,
@@ -51,15 +58,24 @@ class Kfac:
             # the batch is (system data, walkers): its size is the walkers' leading axis
             batch_size_extractor=lambda batch: batch[1].shape[0],
         )
+        self._optimizers = {}
         self._momentum = self._damping = None
+
+    def optimizer_for(self, batch) -> kfac_jax.Optimizer:
+        """The kfac-jax optimizer of batches of this structure (made on first use; it traces
+        the loss on its first step)."""
+        structure = jax.tree.structure(batch)
+        if structure not in self._optimizers:
+            self._optimizers[structure] = self._make()
+        return self._optimizers[structure]
 
     def init(self, params, key, batch):
         self._momentum = parallel.replicate(jnp.asarray(self.config.momentum))
         self._damping = parallel.replicate(jnp.asarray(self.config.damping))
-        return self._opt.init(params, parallel.replicate(key), batch)
+        return self.optimizer_for(batch).init(params, parallel.replicate(key), batch)
 
     def step(self, params, state, key, batch):
-        params, state, stats = self._opt.step(
+        params, state, stats = self.optimizer_for(batch).step(
             params, state, parallel.device_keys(key), batch=batch, momentum=self._momentum, damping=self._damping
         )
         return params, state, stats["aux"]
