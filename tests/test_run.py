@@ -138,6 +138,12 @@ def test_fine_tune_and_evaluate_other_systems(tmp_path, capsys):
     assert main(["evaluate", str(ckpt), "--set", "system=H2", "--set", "evaluation.steps=5", "--out", str(evaluated)]) == 0
     with h5py.File(evaluated / "energies.h5", "r") as f:
         assert f["systems/H2/eval/energy"].shape == (5,)
+    # the Python API's evaluate, after runs have imported every module of the package
+    zero_shot = vmc.evaluate(ckpt, {**TINY, "system": {"name": "H2", "bond_length": 1.8}}, out=tmp_path / "zero_shot",
+                             evaluation={"steps": 4})
+    with h5py.File(zero_shot / "energies.h5", "r") as f:
+        (group,) = f["systems"].values()
+        assert group["eval/energy"].shape == (4,)
     code = main(["run", _write_config(tmp_path, TINY).as_posix(), "--from", str(ckpt), "--out", str(tmp_path / "bad"),
                  "--set", "model.slater_jastrow.hidden=16"])
     assert code == 2

@@ -24,7 +24,7 @@ from vmc.ansatz import make_ansatz
 from vmc.baseline import hartree_fock
 from vmc.config import Config, dump_config
 from vmc.errors import InputError
-from vmc.evaluate import make_eval_step
+from vmc.evaluation import make_eval_step
 from vmc.hamiltonian import make_batch_local_energy
 from vmc.loss import make_energy_loss
 from vmc.mcmc import adapt_width, init_walkers, make_mcmc_step
