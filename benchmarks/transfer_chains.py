@@ -38,7 +38,7 @@ import h5py
 import numpy as np
 
 import vmc
-from vmc.checkpoint import list_checkpoints
+from vmc.checkpoint import checkpoint_path
 from vmc.stats import mean_and_error
 
 BONDS_SEEN = [1.6, 1.8, 2.0]  # bohr
@@ -120,7 +120,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every step count (0.05: a quick check)")
     p.add_argument("--walkers", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrain-steps", type=int, default=1500, help="KFAC steps shared by the 12 pretraining systems")
+    p.add_argument("--pretrain-steps", type=int, default=1000, help="KFAC steps shared by the 12 pretraining systems")
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--scratch-steps", type=int, default=1500)
     p.add_argument("--evaluation-steps", type=int, default=300)
@@ -152,7 +152,7 @@ def run_transfer(args, base: dict, target: dict, evaluation: dict, pre_dir: Path
         base, out=pre_dir, system=[chain(n, BONDS_SEEN, [[0, 0, 0], [0.5, 0, 0]]) for n in ATOMS_SEEN],
         pretraining={"steps": steps(500, args)}, optimization={"steps": steps(args.pretrain_steps, args)},
         evaluation={"steps": 0}, checkpoint={"every": 500, "keep": 2}))
-    pretrained = list_checkpoints(pre_dir / "checkpoints")[-1]
+    pretrained = checkpoint_path(pre_dir / "checkpoints", steps(args.pretrain_steps, args))
 
     phase("zero-shot", zs_dir, lambda: vmc.evaluate(
         pretrained, {**base, "system": target}, out=zs_dir, evaluation=evaluation))
@@ -198,14 +198,8 @@ def analyse(args, pre_dir: Path, zs_dir: Path, ft_dir: Path, sc_dir: Path) -> No
         e = run["eval"]
         print(f"| {name} | {len(run['energy'])} | {n} | {e[0]:.5f}({1e5 * e[1]:.0f}) | {per_atom(e[0]):.2f} | {walls[name] / 60:.1f} |")
     print(f"\nratio scratch / fine-tune: {ratio if ratio is None else f'{ratio:.1f}'} "
-          f"(pretraining: {len(read_run_steps(pre_dir))} shared steps, {walls['pretrain'] / 60:.1f} min)")
+          f"(pretraining: {steps(args.pretrain_steps, args)} shared steps, {walls['pretrain'] / 60:.1f} min)")
     plot(out, scratch, finetune, zs, e_ref, threshold, args.window)
-
-
-def read_run_steps(run_dir: Path) -> np.ndarray:
-    """Every training step of a multi-system run."""
-    with h5py.File(run_dir / "energies.h5", "r") as f:
-        return np.concatenate([g["train/step"][:] for g in f["systems"].values()])
 
 
 def plot(out: Path, scratch: dict, finetune: dict, zero_shot, e_ref: float, threshold: float, window: int) -> None:
