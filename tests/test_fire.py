@@ -175,7 +175,6 @@ def test_kfac_registers_dense_layers(wavefunction):
     assert all(issubclass(block, kfac_jax.NaiveDiagonal) for block in per_system.values()), per_system
 
 
-
 def test_kfac_shares_one_state_across_system_sizes(wavefunction):
     """Shared training steps ONE KFAC state over chains of 2 and 6 electrons in turn (their
     system data differ in static structure, which one kfac-jax optimizer refuses)."""
@@ -192,6 +191,7 @@ def test_kfac_shares_one_state_across_system_sizes(wavefunction):
         moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), params, before))
         assert max(moved) > 0, (t, i)
     assert int(state.step_counter[0]) == 4
+
 
 CHAIN_RUN = {
     "system": {"name": "hydrogen_chain", "supercell": [1, 1, 1]}, "seed": 1,
