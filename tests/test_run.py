@@ -9,6 +9,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pyscf.gto
+import pyscf.scf
 import pytest
 import yaml
 
@@ -52,6 +54,10 @@ def test_run_directory_contract(tmp_path):
         assert ev.attrs["energy"] == pytest.approx(np.mean(ev[:]))
         assert 0 < ev.attrs["energy_error"] < 0.1
         assert ev.attrs["energy_per_cell"] == ev.attrs["energy"]
+        # the HF baseline, against PySCF RHF at the written geometry
+        mol = pyscf.gto.M(atom=[(s.decode(), p) for s, p in zip(g.attrs["symbols"], g.attrs["positions"])], basis="sto-3g", unit="bohr")
+        assert g.attrs["hf_energy"] == pytest.approx(pyscf.scf.RHF(mol).run(verbose=0).e_tot, abs=1e-8)
+        assert g.attrs["hf_energy_per_cell"] == g.attrs["hf_energy"]
     assert len(checkpoint.list_checkpoints(run_dir / "checkpoints")) == 4  # steps 0, 4, 8, 12
 
 
@@ -162,4 +168,7 @@ def test_export_roundtrip(tmp_path):
         assert np.isfinite(g["systems/H2/eval/energy"].attrs["energy"])
     csv = tmp_path / "all.csv"
     assert main(["export", str(run_dir), "--out", str(csv)]) == 0
-    assert csv.read_text().splitlines()[0].startswith("run,system")
+    header, row = csv.read_text().splitlines()
+    assert header.startswith("run,system")
+    with h5py.File(run_dir / "energies.h5", "r") as f:
+        assert float(dict(zip(header.split(","), row.split(",")))["hf_energy"]) == pytest.approx(f["systems/H2"].attrs["hf_energy"])

@@ -22,6 +22,7 @@ CSV_COLUMNS = [
     "run", "system", "name", "geometry", "n_electrons", "n_cells", "twist", "weight",
     "train_steps", "train_energy_last", "energy", "energy_error", "energy_per_cell",
     "energy_per_cell_error", "geometry_energy_per_cell", "geometry_energy_per_cell_error",
+    "hf_energy", "hf_energy_per_cell",
 ]
 
 
@@ -67,6 +68,7 @@ def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
                 energy_per_cell=float(_attr(ev, "energy_per_cell")), energy_per_cell_error=float(_attr(ev, "energy_per_cell_error")),
                 geometry_energy_per_cell=float(_attr(geo, "energy_per_cell")),
                 geometry_energy_per_cell_error=float(_attr(geo, "energy_per_cell_error")),
+                hf_energy=float(_attr(a, "hf_energy")), hf_energy_per_cell=float(_attr(a, "hf_energy_per_cell")),
             ))
     return rows
 

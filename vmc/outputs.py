@@ -2,7 +2,8 @@
 
 Layout (energies in hartree; "whole" means the whole simulation cell):
     /                         attrs: vmc_version, created, config (resolved YAML text)
-    /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...)
+    /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...),
+                                     hf_energy (whole cell), hf_energy_per_cell: the HF baseline
         train/step            int64 (n,)  optimization step
         train/energy          (n,) mean local energy of the step, whole cell
         train/variance        (n,) variance of the local energy
@@ -40,17 +41,19 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
 class EnergyFile:
     """Writer of one run's energies.h5."""
 
-    def __init__(self, path: Path, systems: list[System], config_text: str):
+    def __init__(self, path: Path, systems: list[System], config_text: str, hf_energies: list[float]):
+        """hf_energies: the HF energy (Ha, whole simulation cell) of each system."""
         self.path = Path(path)
         self.systems = systems
         with open_h5(self.path, "a") as f:
             f.attrs.setdefault("vmc_version", __version__)
             f.attrs.setdefault("created", datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
             f.attrs["config"] = config_text
-            for s in systems:
+            for s, hf_energy in zip(systems, hf_energies, strict=True):
                 g = f.require_group(f"systems/{s.id}")
                 for k, v in s.attributes().items():
                     g.attrs[k] = v
+                g.attrs.update(hf_energy=hf_energy, hf_energy_per_cell=hf_energy / s.n_cells)
                 for name, dtype in TRAIN_FIELDS.items():
                     if f"train/{name}" not in g:
                         g.create_dataset(f"train/{name}", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))

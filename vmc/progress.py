@@ -20,7 +20,9 @@ def format_energy(mean: float, error: float) -> str:
 
 class Progress:
     """Bar over `total` steps; `update` takes the energy of the step and shows a running
-    estimate over the recent window (autocorrelation-corrected error)."""
+    estimate over the recent window (autocorrelation-corrected error). Energies of different
+    series (the systems of a shared run, whose energies differ) are averaged apart: the bar
+    shows the running estimate of the series just updated, next to its name."""
 
     def __init__(self, total: int, desc: str, initial: int = 0, window: int = 100, enabled: bool = True):
         tty = sys.stderr.isatty()
@@ -28,19 +30,26 @@ class Progress:
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True,
                         disable=enabled is False, mininterval=0.1 if tty else 30.0)
         self.window = window
-        self.recent: list[float] = []
+        self.recent: dict[str | None, list[float]] = {}
 
-    def update(self, energy: float | None = None, **fields) -> None:
+    def update(self, energy: float | None = None, series: str | None = None, **fields) -> None:
+        """energy (Ha) of this step; series names the system it belongs to (None: the only one)."""
         postfix = {}
         if energy is not None:
-            self.recent = (self.recent + [float(energy)])[-self.window :]
-            if len(self.recent) > 4:
-                postfix["E"] = format_energy(*stats.mean_and_error(np.array(self.recent)))
-            else:
-                postfix["E"] = f"{energy:.5f}"
+            self.recent[series] = (self.recent.get(series, []) + [float(energy)])[-self.window :]
+            if series is not None:
+                postfix["system"] = series
+            postfix["E"] = self.estimate(series)
         postfix.update({k: (f"{v:.2f}" if isinstance(v, float) else v) for k, v in fields.items()})
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
+
+    def estimate(self, series: str | None = None) -> str | None:
+        """The E field as shown for `series`, None before its first energy."""
+        recent = self.recent.get(series)
+        if not recent:
+            return None
+        return format_energy(*stats.mean_and_error(np.array(recent))) if len(recent) > 4 else f"{recent[-1]:.5f}"
 
     def close(self) -> None:
         self.bar.close()

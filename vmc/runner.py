@@ -93,7 +93,7 @@ class Run:
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.yaml").write_text(self.config_text)
-        self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text)
+        self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text, [b.energy for b in self.baselines])
 
     # ------------------------------------------------------------------ set-up pieces
 
@@ -160,8 +160,9 @@ class Run:
 
     def optimize(self, start: int, opt_state, optimizer) -> None:
         cfg = self.config.optimization
-        progress = Progress(cfg.steps, "optimize", initial=start)
         multi = len(self.systems) > 1
+        # each system's running estimate spans about the last 100 steps of the whole run
+        progress = Progress(cfg.steps, "optimize", initial=start, window=max(10, 100 // len(self.systems)))
         for t in range(start, cfg.steps):
             i = self.scheduler.next()
             s = self.samplers[i]
@@ -176,8 +177,7 @@ class Run:
                                  f"lower the learning rate or restart from {self.ckpt_dir}")
             self.energies.append_train(self.systems[i].id, step=t, energy=energy, variance=float(stats.variance[0]), pmove=pmove, wall_time=wall)
             s.width = adapt_width(s.width, pmove, self.config.mcmc.target_acceptance)
-            fields = dict(pmove=pmove, **({"system": self.systems[i].id} if multi else {}))
-            progress.update(energy=energy, **fields)
+            progress.update(energy=energy, series=self.systems[i].id if multi else None, pmove=pmove)
             if (t + 1) % self.config.checkpoint.every == 0 or t + 1 == cfg.steps:
                 self.save(t + 1, "optimize" if t + 1 < cfg.steps else "evaluate", opt_state)
         progress.close()
