@@ -108,10 +108,11 @@ def steps_to_converge(energy: np.ndarray, threshold: float, window: int) -> dict
 
 
 def read_run(run_dir: Path) -> dict:
-    """Training energies (whole cell) and the evaluated energy of the run's only system."""
+    """Training energies (whole cell), the HF baseline (nan in files written before it was
+    recorded) and the evaluated energy of the run's only system."""
     with h5py.File(run_dir / "energies.h5", "r") as f:
         (group,) = f["systems"].values()
-        out = {"energy": group["train/energy"][:]}
+        out = {"energy": group["train/energy"][:], "hf": float(group.attrs.get("hf_energy", np.nan))}
         ev = group["eval/energy"]
         if len(ev):
             out["eval"] = (float(ev.attrs["energy"]), float(ev.attrs["energy_error"]))
@@ -187,7 +188,7 @@ def analyse(args, pre_dir: Path, zs_dir: Path, ft_dir: Path, sc_dir: Path) -> No
         "target": {"atoms": ATOMS_TARGET, "bond": BOND_TARGET, "twist": [0, 0, 0]},
         "pretraining_systems": {"atoms": ATOMS_SEEN, "bonds": BONDS_SEEN, "twists": [0, 0.5]},
         "E_ref": [e_ref, e_ref_err], "threshold": threshold,
-        "zero_shot": zeroshot["eval"], "finetune_final": finetune["eval"],
+        "E_HF": zeroshot["hf"], "zero_shot": zeroshot["eval"], "finetune_final": finetune["eval"],
         "finetune_last_100_steps": tail(finetune), "scratch_last_100_steps": tail(scratch),
         "steps": counts, "ratios": ratios,
         "wall_s": walls,
@@ -209,6 +210,12 @@ def analyse(args, pre_dir: Path, zs_dir: Path, ft_dir: Path, sc_dir: Path) -> No
               + f" | {per_atom(tail(run)[0]):.2f} | {e[0]:.5f}({1e5 * e[1]:.0f}) | {per_atom(e[0]):.2f} | {walls[name] / 60:.1f} |")
     print("\nratio scratch / fine-tune: " + ", ".join(f"{k}: {v:.1f}" for k, v in ratios.items())
           + f" (pretraining: {steps(args.pretrain_steps, args)} shared steps, {walls['pretrain'] / 60:.1f} min)")
+    # how far pretraining alone got: the share of the correlation energy E_ref - E_HF that the
+    # zero-shot network recovers, and the first step at which one scratch step reached it
+    e_hf = zeroshot["hf"]
+    reached = np.nonzero(scratch["energy"] <= zs[0])[0]
+    print(f"zero-shot recovers {(zs[0] - e_hf) / (e_ref - e_hf):.0%} of E_ref - E_HF = {1e3 * (e_ref - e_hf):.1f} mHa; "
+          f"the scratch run's training energy first reached the zero-shot energy at step {reached[0] if len(reached) else None}")
     plot(out, scratch, finetune, zs, e_ref, threshold, args.window)
 
 

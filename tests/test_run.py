@@ -60,6 +60,14 @@ def test_run_directory_contract(tmp_path):
         assert g.attrs["hf_energy_per_cell"] == g.attrs["hf_energy"]
     assert len(checkpoint.list_checkpoints(run_dir / "checkpoints")) == 4  # steps 0, 4, 8, 12
 
+    # the finished run, resumed with more steps, trains on from step 12 (not only evaluates)
+    first = _train(run_dir)
+    vmc.run(run_dir, optimization={"steps": 16})
+    train = _train(run_dir)
+    assert list(train["step"]) == list(range(16))
+    np.testing.assert_array_equal(train["energy"][:12], first["energy"])
+    assert checkpoint.list_checkpoints(run_dir / "checkpoints")[0] == checkpoint.checkpoint_path(run_dir / "checkpoints", 16)
+
 
 def test_adam_and_float64(tmp_path):
     run_dir = vmc.run(TINY, out=tmp_path / "run", optimization={"optimizer": "adam"}, precision="float64")

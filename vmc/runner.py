@@ -238,8 +238,7 @@ class Run:
         checkpoint.prune(self.ckpt_dir, self.config.checkpoint.keep)
 
     def restore(self, opt_state_template):
-        """Loads the newest readable checkpoint of this run; returns (step, phase, opt_state)
-        or None. A damaged newest checkpoint is reported and the one before it is used."""
+        """Loads the newest readable checkpoint of this run; returns (step, opt_state) or None. A damaged newest checkpoint is reported and the one before it is used."""
         for path in checkpoint.list_checkpoints(self.ckpt_dir):
             try:
                 state = checkpoint.load(path, parallel.unreplicate(self.params),
@@ -257,7 +256,7 @@ class Run:
             self.scheduler = Scheduler(self.scheduler.weights, state["scheduler"])
             log(f"resuming from {path} (step {state['step']})")
             opt_state = None if opt_state_template is None else parallel.replicate(state["opt_state"])
-            return state["step"], state["phase"], opt_state
+            return state["step"], opt_state
         return None
 
     # ------------------------------------------------------------------ the whole run
@@ -276,11 +275,13 @@ class Run:
         if resumed is None:
             self.pretrain()
             self.burn_in(self.config.mcmc.burn_in)
-            start, phase = 0, "optimize" if train else "evaluate"
-            self.save(0, phase, opt_state)
+            start = 0
+            self.save(0, "optimize" if train else "evaluate", opt_state)
         else:
-            start, phase, opt_state = resumed
+            start, opt_state = resumed
         self.energies.truncate_train(start)
-        if train and phase == "optimize":
+        # by the step count, not the saved phase: a finished run resumed with a larger
+        # optimization.steps trains on to it
+        if train and start < self.config.optimization.steps:
             self.optimize(start, opt_state, optimizer)
         return self.evaluate()
