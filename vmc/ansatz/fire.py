@@ -151,7 +151,10 @@ class TransferableOrbitals(hk.Module):
 
     def __call__(self, data, r: jax.Array, h: jax.Array) -> list[jax.Array]:
         """Orbital blocks [up (n_det, n_up, n_orb_up), down (n_det, n_down, n_orb_down)] for
-        electrons r (n_el, 3) in the cell with embeddings h (n_el, embedding_dim)."""
+        electrons r (n_el, 3), bohr, anywhere (not wrapped), with embeddings h (n_el,
+        embedding_dim) of the wrapped electrons. Crystals: the only Bloch phase of the ansatz
+        is the one of the lattice vector that reduces r_i - R_A into the cell, so
+        Phi_o(r_i + L) = e^{i k_s.L} Phi_o(r_i) holds exactly for every supercell vector L."""
         cfg, feats = self.cfg, data.features
         # Both spins go through each dense layer in one call: kfac-jax registers a layer
         # only when its parameters are used once.
@@ -161,7 +164,8 @@ class TransferableOrbitals(hk.Module):
             b, alpha = self.descriptor_maps(coef, geom, species_onehot)  # (n_orb, A, K, O), (n_orb, A, K)
         b = b * phase[:, :, None, None]
         # the image sum starts from the nearest image of each atom: the listed images cover the
-        # orbital cutoff from there, and the shift's Bloch phase is restored below
+        # orbital cutoff from there, and the shift's Bloch phase is restored below (this shift
+        # also carries an electron outside the cell back, with its twist phase)
         d = r[:, None, :] - data.atoms[None, :, :]
         shift_phase = jnp.ones(d.shape[:2])
         if data.cell is not None:
@@ -188,16 +192,6 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
     cfg = config.fire
     n_det, n_elements = config.determinants, len(elements)
 
-    def orbital_blocks(data, r, h, orbitals):
-        """Spin-blocked orbital matrices; electrons are wrapped into the cell and the twist
-        phase of the wrapping restored, so the Bloch condition holds exactly."""
-        r_cell = wrap(r, data.cell)
-        blocks = orbitals(data, r_cell, h)
-        if data.cell is None:
-            return blocks
-        twist_phase = jnp.exp(1j * ((r - r_cell) @ data.cell.twist))
-        return [blocks[0] * twist_phase[None, : data.n_up, None], blocks[1] * twist_phase[None, data.n_up :, None]]
-
     def forward():
         embed = FiniteRangeEmbedding(cfg, n_elements)
         orbitals = TransferableOrbitals(cfg, n_det, n_elements)
@@ -205,11 +199,11 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
 
         def log_psi(data, r):
             h = embed(data, wrap(r, data.cell))
-            phase, logabs = spin_blocked_log_psi(*orbital_blocks(data, r, h, orbitals))
+            phase, logabs = spin_blocked_log_psi(*orbitals(data, r, h))
             return phase, logabs + electron_cusp(data, r) + jastrow(h)
 
         def orbital_matrices(data, r):
-            return orbital_blocks(data, r, embed(data, wrap(r, data.cell)), orbitals)
+            return orbitals(data, r, embed(data, wrap(r, data.cell)))
 
         return log_psi, (log_psi, orbital_matrices)
 
