@@ -125,7 +125,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every step count (0.05: a quick check)")
     p.add_argument("--walkers", type=int, default=128)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pretrain-steps", type=int, default=1000, help="KFAC steps shared by the 12 pretraining systems")
+    p.add_argument("--pretrain-steps", type=int, default=3000, help="KFAC steps shared by the 12 pretraining systems")
     p.add_argument("--finetune-steps", type=int, default=300)
     p.add_argument("--scratch-steps", type=int, default=1500)
     p.add_argument("--evaluation-steps", type=int, default=300)
