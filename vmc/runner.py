@@ -238,7 +238,8 @@ class Run:
         checkpoint.prune(self.ckpt_dir, self.config.checkpoint.keep)
 
     def restore(self, opt_state_template):
-        """Loads the newest readable checkpoint of this run; returns (step, opt_state) or None. A damaged newest checkpoint is reported and the one before it is used."""
+        """Loads the newest readable checkpoint of this run; returns (step, opt_state) or None.
+        A damaged newest checkpoint is reported and the one before it is used."""
         for path in checkpoint.list_checkpoints(self.ckpt_dir):
             try:
                 state = checkpoint.load(path, parallel.unreplicate(self.params),
