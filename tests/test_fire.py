@@ -154,11 +154,12 @@ def test_same_parameters_on_systems_of_different_size(wavefunction, supercells):
         assert np.isfinite(_phase_and_logabs(ansatz_c, params, data_c, r_c[0])[1]), supercell
 
 
-def test_kfac_registers_dense_layers(wavefunction):
+@pytest.mark.parametrize("orbital_mlp", ["joint", "factored"])
+def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     """Every weight matrix of `fire` applied per electron, per pair or per (electron, atom,
     image) lands in a Kronecker-factored (repeated) dense block of kfac-jax; the descriptor
     maps, which do not depend on the walker, get diagonal blocks."""
-    _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4)
+    _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4, overrides={"model.fire.orbital_mlp": orbital_mlp})
     loss = make_energy_loss(ansatz.log_psi, make_batch_local_energy(ansatz.log_psi), clip_width=5.0)
     optimizer = make_optimizer(loss, make_config(None, {}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))

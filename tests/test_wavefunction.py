@@ -8,11 +8,13 @@ from vmc.hamiltonian import make_kinetic_energy, make_kinetic_energy_hessian, ma
 
 CHAIN = {"name": "hydrogen_chain", "supercell": [2, 1, 1], "twists": [[0.25, 0, 0]]}
 NO_CUTOFF = {"model.fire.cutoff": None}
+FACTORED = {"model.fire.orbital_mlp": "factored"}
 
 
 @pytest.mark.parametrize("model, system, overrides", [
     ("hf", "LiH", {}), ("slater_jastrow", "H2", {}), ("hf", CHAIN, {}), ("slater_jastrow", CHAIN, {}),
     ("fire", "LiH", {}), ("fire", CHAIN, {}), ("fire", "LiH", NO_CUTOFF), ("fire", CHAIN, NO_CUTOFF),
+    ("fire", CHAIN, FACTORED),
 ])
 def test_forward_laplacian_equals_hessian(x64, wavefunction, model, system, overrides):
     _, ansatz, data, params, r = wavefunction(system, model, overrides=overrides)
@@ -21,7 +23,7 @@ def test_forward_laplacian_equals_hessian(x64, wavefunction, model, system, over
     np.testing.assert_allclose(folx_k, hess_k, rtol=1e-8, atol=1e-8)
 
 
-@pytest.mark.parametrize("model, overrides", [("hf", {}), ("slater_jastrow", {}), ("fire", {}), ("fire", NO_CUTOFF)])
+@pytest.mark.parametrize("model, overrides", [("hf", {}), ("slater_jastrow", {}), ("fire", {}), ("fire", NO_CUTOFF), ("fire", FACTORED)])
 def test_twisted_boundary_conditions(x64, wavefunction, model, overrides):
     """psi(r_i + L) = e^{i k.L} psi(r) for a simulation-cell vector L; E_L unchanged."""
     system, ansatz, data, params, r = wavefunction(CHAIN, model, overrides=overrides)

@@ -52,6 +52,10 @@ class FireConfig(_Section):
     descriptor_hidden: int = 32
     jastrow_hidden: int = 32
     orbital_cutoff: float = 8.0  # bohr; smooth cutoff of the orbital envelopes (finite image sums)
+    # joint: g(h_i, r_i - R_A - L) is one MLP of both (DESIGN.md section 6); factored:
+    # g_geom(r_i - R_A - L) * g_emb(h_i), so the sum over atoms and images depends on r_i alone
+    # and its Laplacian carries 3 tangents instead of 3 n_el
+    orbital_mlp: Literal["joint", "factored"] = "joint"
 
 
 class ModelConfig(_Section):
