@@ -41,6 +41,7 @@ import numpy as np
 
 import vmc
 from vmc.checkpoint import checkpoint_path
+from vmc.outputs import read_train
 from vmc.stats import mean_and_error
 
 BONDS_SEEN = [1.6, 1.8, 2.0]  # bohr
@@ -112,7 +113,7 @@ def read_run(run_dir: Path) -> dict:
     recorded) and the evaluated energy of the run's only system."""
     with h5py.File(run_dir / "energies.h5", "r") as f:
         (group,) = f["systems"].values()
-        out = {"energy": group["train/energy"][:], "hf": float(group.attrs.get("hf_energy", np.nan))}
+        out = {"energy": read_train(group)["energy"], "hf": float(group.attrs.get("hf_energy", np.nan))}
         ev = group["eval/energy"]
         if len(ev):
             out["eval"] = (float(ev.attrs["energy"]), float(ev.attrs["energy_error"]))

@@ -17,6 +17,7 @@ import yaml
 import vmc
 from vmc import checkpoint
 from vmc.cli import main
+from vmc.outputs import read_train
 
 TINY = {
     "system": "H2", "seed": 3,
@@ -32,8 +33,7 @@ TINY = {
 
 def _train(run_dir, system_id="H2"):
     with h5py.File(Path(run_dir) / "energies.h5", "r") as f:
-        g = f[f"systems/{system_id}/train"]
-        return {k: g[k][:] for k in g}
+        return read_train(f[f"systems/{system_id}"])
 
 
 def test_run_directory_contract(tmp_path):
@@ -46,7 +46,7 @@ def test_run_directory_contract(tmp_path):
         g = f["systems/H2"]
         assert g.attrs["n_electrons"] == 2 and g.attrs["n_up"] == 1
         assert [s.decode() for s in g.attrs["symbols"]] == ["H", "H"]
-        train = {k: g[f"train/{k}"][:] for k in ["step", "energy", "variance", "pmove", "wall_time"]}
+        train = {k: g["train"][k] for k in ["step", "energy", "variance", "pmove", "wall_time"]}
         assert list(train["step"]) == list(range(12))
         assert np.all(np.isfinite(train["energy"])) and np.all(train["wall_time"] > 0)
         ev = g["eval/energy"]
@@ -172,7 +172,7 @@ def test_export_roundtrip(tmp_path):
         (name,) = list(f["runs"])
         g = f[f"runs/{name}"]
         assert "seed: 3" in g.attrs["config"]
-        assert g["systems/H2/train/energy"].shape == (2,)
+        assert g["systems/H2/train"].shape == (2,)
         assert np.isfinite(g["systems/H2/eval/energy"].attrs["energy"])
     csv = tmp_path / "all.csv"
     assert main(["export", str(run_dir), "--out", str(csv)]) == 0

@@ -76,12 +76,23 @@ def run(config: str | Path | dict | Config | None = None, *, out: str | Path | N
         names (mcmc__walkers=256) or dotted names (**{'mcmc.walkers': 256}); `system` may be a
         pyscf.gto.Mole.
     """
-    from vmc.runner import Run
-
     config, run_dir = resolve_run_dir(config, out)
     cfg = build_config(config, overrides)
-    Run(cfg, run_dir, params_from=Path(params_from) if params_from else None).execute()
+    _execute(cfg, run_dir, params_from=Path(params_from) if params_from else None)
     return run_dir
+
+
+def _execute(cfg: Config, run_dir: Path, **kwargs) -> None:
+    """One run with SIGINT/SIGTERM handled (vmc/signals.py) and its directory released after."""
+    from vmc import signals
+    from vmc.runner import Run
+
+    with signals.handled():
+        run = Run(cfg, run_dir, **kwargs)
+        try:
+            run.execute()
+        finally:
+            run.close()
 
 
 def evaluate(checkpoint_path: str | Path, config: str | Path | dict | None = None, *,
@@ -90,13 +101,12 @@ def evaluate(checkpoint_path: str | Path, config: str | Path | dict | None = Non
     import yaml
 
     from vmc.checkpoint import read_config_text
-    from vmc.runner import Run
 
     checkpoint_path = Path(checkpoint_path)
     source = config if config is not None else yaml.safe_load(read_config_text(checkpoint_path))
     cfg = build_config(source, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config if config is not None else checkpoint_path, "eval")
-    Run(cfg, run_dir, params_from=checkpoint_path, evaluate_only=True).execute()
+    _execute(cfg, run_dir, params_from=checkpoint_path, evaluate_only=True)
     return run_dir
 
 

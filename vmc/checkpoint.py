@@ -3,11 +3,19 @@
 A pytree is stored as its leaves in flattening order, with the path of every leaf
 (`jax.tree_util.keystr`) and its shape, and restored into a template tree of the same
 structure; a mismatch is reported by naming the first differing leaf. Files are written to a
-temporary name and renamed, so a checkpoint on disk is either complete or absent.
+temporary name and renamed, so a checkpoint on disk is either complete or absent; a write
+that fails (a full disk) removes its temporary file and leaves the older checkpoints as they
+were. Non-finite parameters are never written.
+
+Reading refuses, with one line naming the file, anything a crafted or damaged file could use
+to reach beyond its own numbers: HDF5 soft and external links, virtual datasets (which read
+from other files), filters that HDF5 would load from a plugin library, and datasets whose
+type is not a plain number (compound, string, object).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -18,7 +26,7 @@ import jax
 import numpy as np
 
 from vmc import __version__
-from vmc.errors import InputError
+from vmc.errors import InputError, OutputError, os_reason
 
 PATTERN = re.compile(r"ckpt_(\d{8})\.h5$")
 
@@ -33,6 +41,60 @@ def _write_tree(group: h5py.Group, tree) -> None:
 def _read_leaves(group: h5py.Group) -> tuple[list[str], list[np.ndarray]]:
     paths = [p.decode() for p in group.attrs["paths"]]
     return paths, [group[f"{i:05d}"][()] for i in range(len(paths))]
+
+
+NUMERIC_KINDS = "biufc"  # bool, int, unsigned, float, complex
+BUILTIN_FILTERS = {"gzip", "shuffle", "fletcher32", "lzf", "scaleoffset"}  # compiled into h5py
+
+
+def _check_contents(f: h5py.File, path: Path) -> None:
+    """Refuses links, virtual datasets and non-numeric datasets anywhere in the file."""
+    def visit(group: h5py.Group, prefix: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            where = f"{prefix}/{name}"
+            if not isinstance(link, h5py.HardLink):
+                raise InputError(f"{path}: not a valid checkpoint ({where} is a link to elsewhere; links are refused)")
+            item = group[name]
+            if isinstance(item, h5py.Group):
+                visit(item, where)
+            elif isinstance(item, h5py.Dataset):
+                if item.is_virtual:
+                    raise InputError(f"{path}: not a valid checkpoint ({where} is a virtual dataset; refused)")
+                plugin = [k for k in item._filters if k not in BUILTIN_FILTERS]
+                if plugin:  # HDF5 would look for a filter plugin (a shared library) to read it
+                    raise InputError(f"{path}: not a valid checkpoint ({where} needs the HDF5 filter {plugin[0]}; refused)")
+                if item.dtype.kind not in NUMERIC_KINDS:
+                    raise InputError(f"{path}: not a valid checkpoint ({where} has type {item.dtype}, not a number)")
+
+    visit(f, "")
+
+
+@contextlib.contextmanager
+def _open(path: Path):
+    """A checkpoint opened for reading after `_check_contents`; read errors become InputErrors."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    try:
+        with h5py.File(path, "r") as f:
+            _check_contents(f, path)
+            yield f
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+
+
+def all_finite(tree) -> bool:
+    """True if every floating-point leaf of a (host or device) pytree is finite."""
+    return all(bool(np.all(np.isfinite(x))) for x in jax.tree.leaves(tree) if np.issubdtype(np.asarray(x).dtype, np.inexact))
+
+
+def _finite_params(params, path: Path):
+    if not all_finite(params):
+        raise InputError(f"{path}: holds non-finite network parameters (a diverged run); refused")
+    return params
 
 
 def tree_mismatch(template, paths: list[str], leaves: list[np.ndarray]) -> str | None:
@@ -69,65 +131,76 @@ def _restore_tree(group: h5py.Group, template, what: str, source: Path):
 def save(path: Path, *, step: int, phase: str, params, opt_state, systems: dict[str, dict[str, np.ndarray]],
          scheduler: np.ndarray, config_text: str) -> None:
     """Writes a checkpoint atomically. `params` and `opt_state` are single (unreplicated) copies;
-    `systems` maps a system id to its sampler state (walkers (n, n_el, 3), width)."""
+    `systems` maps a system id to its sampler state (walkers (n, n_el, 3), width).
+    Raises OutputError when the file cannot be written (nothing older is touched)."""
     path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update(step=step, phase=phase, vmc_version=__version__, config=config_text)
-        _write_tree(f.create_group("params"), params)
-        if opt_state is not None:
-            _write_tree(f.create_group("optimizer"), opt_state)
-        f.create_dataset("scheduler", data=scheduler)
-        for sid, state in systems.items():
-            g = f.create_group(f"systems/{sid}")
-            for k, v in state.items():
-                g.create_dataset(k, data=v)
-    os.replace(tmp, path)
+    if not all_finite(params):
+        raise ValueError(f"refusing to checkpoint non-finite parameters at step {step}")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(step=step, phase=phase, vmc_version=__version__, config=config_text)
+            _write_tree(f.create_group("params"), params)
+            if opt_state is not None:
+                _write_tree(f.create_group("optimizer"), opt_state)
+            f.create_dataset("scheduler", data=scheduler)
+            for sid, state in systems.items():
+                g = f.create_group(f"systems/{sid}")
+                for k, v in state.items():
+                    g.create_dataset(k, data=v)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        reason = os_reason(e)
+        raise OutputError(f"checkpoint {path} could not be written ({reason}); the older checkpoints are intact") from None
+    except BaseException:  # e.g. a second interrupt while writing
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load(path: Path, params_template, opt_state_template=None) -> dict[str, Any]:
     """Reads a checkpoint into the given templates. Raises InputError for a file that is not a
-    checkpoint or does not match; the caller decides whether to fall back to an older one."""
+    checkpoint, does not match, or holds non-finite parameters; the caller decides whether to
+    fall back to an older one."""
     path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            out = dict(step=int(f.attrs["step"]), phase=str(f.attrs["phase"]), config=str(f.attrs["config"]))
-            out["params"] = _restore_tree(f["params"], params_template, "the network parameters", path)
-            if opt_state_template is not None and "optimizer" in f:
-                out["opt_state"] = _restore_tree(f["optimizer"], opt_state_template, "the optimizer state", path)
-            out["scheduler"] = f["scheduler"][()]
-            out["systems"] = {sid: {k: g[k][()] for k in g} for sid, g in f["systems"].items()}
-            return out
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError) as e:
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    with _open(path) as f:
+        out = dict(step=int(f.attrs["step"]), phase=str(f.attrs["phase"]), config=str(f.attrs["config"]))
+        out["params"] = _finite_params(_restore_tree(f["params"], params_template, "the network parameters", path), path)
+        if opt_state_template is not None and "optimizer" in f:
+            out["opt_state"] = _restore_tree(f["optimizer"], opt_state_template, "the optimizer state", path)
+        out["scheduler"] = f["scheduler"][()]
+        out["systems"] = {sid: {k: g[k][()] for k in g} for sid, g in f["systems"].items()}
+        return out
 
 
 def load_params(path: Path, params_template):
     """Only the network parameters of a checkpoint (fine-tuning, evaluation)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
-    try:
-        with h5py.File(path, "r") as f:
-            return _restore_tree(f["params"], params_template, "the network parameters", path)
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError) as e:
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    with _open(path) as f:
+        return _finite_params(_restore_tree(f["params"], params_template, "the network parameters", path), path)
+
+
+def validate(path: Path) -> None:
+    """Checks, before any expensive work, that a checkpoint can start a run: readable, links
+    and odd types refused, finite parameters. Its fit to the model is checked on loading."""
+    with _open(path) as f:
+        _finite_params(_read_leaves(f["params"])[1], path)
 
 
 def read_config_text(path: Path) -> str:
-    """The resolved config stored in a checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
+    """The resolved config stored in a checkpoint (a YAML mapping)."""
+    import yaml
+
+    with _open(path) as f:
+        text = f.attrs["config"]
+    if isinstance(text, bytes):
+        text = text.decode()
     try:
-        with h5py.File(path, "r") as f:
-            return str(f.attrs["config"])
-    except (OSError, KeyError) as e:
-        raise InputError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+        ok = isinstance(text, str) and isinstance(yaml.safe_load(text), dict)
+    except yaml.YAMLError:
+        ok = False
+    if not ok:
+        raise InputError(f"{path}: not a valid checkpoint (its 'config' attribute is not a YAML mapping)")
+    return text
 
 
 def list_checkpoints(directory: Path) -> list[Path]:

@@ -1,6 +1,8 @@
-"""Command line: `vmc run`, `vmc evaluate`, `vmc export`, `vmc systems`.
+"""Command line: `vmc run`, `vmc evaluate`, `vmc export`, `vmc report`, `vmc systems`.
 
-Bad input ends with one line on stderr naming the problem and exit status 2.
+Every expected failure ends with one line on stderr and an exit status of its own
+(vmc/errors.py): 2 bad input, 3 diverged, 4 output not writable, 130/143 stopped by
+SIGINT/SIGTERM after a checkpoint.
 """
 
 from __future__ import annotations
@@ -8,9 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vmc.errors import InputError
-
-EXIT_INPUT = 2
+from vmc.errors import InputError, VmcError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True)
     x.add_argument("--format", choices=["h5", "csv"], default=None, help="default: from the --out suffix")
 
+    rp = sub.add_parser("report", help="write report.html (training curves, energies, equation of state) for run directories")
+    rp.add_argument("run_dirs", nargs="+")
+    rp.add_argument("--out", help="directory for report.html and its figures (default: the run directory, for one run)")
+    rp.add_argument("--atom-energy", dest="atom_energies", action="append", metavar="ELEMENT=HA", help="isolated-atom energy for cohesive energies")
+    rp.add_argument("--tolerance", type=float, default=1.0, help="mHa per atom, for the steps-to-converge comparison of several runs")
+
     sub.add_parser("systems", help="list the systems of the catalog")
     return p
 
@@ -64,13 +70,18 @@ def main(argv: list[str] | None = None) -> int:
             from vmc.export import export
 
             export(args.run_dirs, args.out, args.format)
+        elif args.command == "report":
+            from vmc.cohesive import parse_atom_energies
+            from vmc.report import write_report
+
+            print(write_report(args.run_dirs, args.out, parse_atom_energies(args.atom_energies), args.tolerance))
         elif args.command == "systems":
             from vmc.systems import catalog_names
 
             print("\n".join(catalog_names()))
-    except InputError as e:
-        print(f"vmc: error: {e}", file=sys.stderr)
-        return EXIT_INPUT
+    except VmcError as e:
+        print(f"vmc: {'error: ' if isinstance(e, InputError) else ''}{e}", file=sys.stderr)
+        return e.exit_status
     except KeyboardInterrupt:
         print("vmc: interrupted; `vmc run RUN_DIR` resumes from the last checkpoint", file=sys.stderr)
         return 130

@@ -19,7 +19,7 @@ from vmc.errors import InputError
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
 
 class BaselineConfig(_Section):
@@ -28,30 +28,30 @@ class BaselineConfig(_Section):
     basis: str = "cc-pVDZ"
     cache_dir: str = "~/.cache/vmc/hf"
     # Crystals: diffuse primitives below this exponent make density fitting ill-conditioned.
-    exp_to_discard: float | None = 0.1
+    exp_to_discard: float | None = Field(0.1, ge=0)
 
 
 class SlaterJastrowConfig(_Section):
     """HF orbitals times (1 + small orbital correction), cusp Jastrow and a neural Jastrow."""
 
-    hidden: int = 32
-    layers: int = 2
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(2, ge=1)
     orbital_correction: bool = True
 
 
 class FireConfig(_Section):
     """Finite-range embeddings with transferable orbitals (DESIGN.md section 6)."""
 
-    cutoff: float | None = 5.0  # bohr; None: every pair interacts
-    embedding_dim: int = 64
-    filter_dim: int = 16
-    n_gaussians: int = 8
-    message_passing_rounds: int = 1
-    mlp_layers: int = 2
-    orbital_dim: int = 32
-    descriptor_hidden: int = 32
-    jastrow_hidden: int = 32
-    orbital_cutoff: float = 8.0  # bohr; smooth cutoff of the orbital envelopes (finite image sums)
+    cutoff: float | None = Field(5.0, gt=0)  # bohr; None: every pair interacts
+    embedding_dim: int = Field(64, ge=1)
+    filter_dim: int = Field(16, ge=1)
+    n_gaussians: int = Field(8, ge=1)
+    message_passing_rounds: int = Field(1, ge=0)
+    mlp_layers: int = Field(2, ge=1)
+    orbital_dim: int = Field(32, ge=1)
+    descriptor_hidden: int = Field(32, ge=1)
+    jastrow_hidden: int = Field(32, ge=1)
+    orbital_cutoff: float = Field(8.0, gt=0)  # bohr; smooth cutoff of the orbital envelopes (finite image sums)
     # joint: g(h_i, r_i - R_A - L) is one MLP of both (DESIGN.md section 6); factored:
     # g_geom(r_i - R_A - L) * g_emb(h_i), so the sum over atoms and images depends on r_i alone
     # and its Laplacian carries 3 tangents instead of 3 n_el
@@ -103,6 +103,13 @@ class OptimizationConfig(_Section):
     decay_steps: float = Field(1000.0, gt=0)
     # local energies are clipped to median +- clip_width * mean absolute deviation (gradient only)
     clip_width: float = Field(5.0, gt=0)
+    # A step is rejected, and retried with fresh samples from the state before it, when its
+    # energy, variance or new parameters are not finite, or when its energy lies more than
+    # reject_jump robust standard deviations from the median of the system's last 50
+    # accepted steps (docs/robustness.md); null: only the finiteness checks.
+    reject_jump: float | None = Field(10.0, gt=0)
+    # this many consecutive rejections stop the run (exit status 3)
+    max_rejected: int = Field(10, ge=1)
     kfac: KfacConfig = KfacConfig()
     adam: AdamConfig = AdamConfig()
 
@@ -135,10 +142,17 @@ class Config(_Section):
     checkpoint: CheckpointConfig = CheckpointConfig()
 
 
+def _type_tag(part) -> bool:
+    """pydantic names a union's alternatives in error locations ('list[float]', 'TwistGrid',
+    'float'); config keys are lowercase identifiers or list indices."""
+    return isinstance(part, str) and (not part.isidentifier() or part[0].isupper() or part in ("float", "int", "str", "bool"))
+
+
 def validation_message(error: pydantic.ValidationError, prefix: str = "") -> str:
     """One line naming the first offending key of a pydantic error."""
-    first = error.errors()[0]
-    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    # of a union's alternatives, the one that got furthest into the input says most
+    first = max(error.errors(), key=lambda e: len(e["loc"]))
+    loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "" and not _type_tag(p))
     if first["type"] == "extra_forbidden":
         return f"config key '{loc}': unknown key"
     msg = first["msg"]
@@ -177,9 +191,11 @@ def apply_overrides(raw: dict, overrides: dict[str, Any]) -> dict:
 
     Setting a field below `system` when `system` is a catalog name turns it into a mapping
     with that name, so `--set system.lattice_constant=7.0` works on `system: lih_rocksalt`.
+    Shallower keys are applied first, whatever their order: `system=h_bcc` replaces the
+    section, then `system.supercell=[2,2,2]` sets a field of the new one.
     """
     raw = copy.deepcopy(raw) if raw else {}
-    for key, value in overrides.items():
+    for key, value in sorted(overrides.items(), key=lambda kv: kv[0].count(".")):
         parts = key.split(".")
         node = raw
         for i, part in enumerate(parts[:-1]):

@@ -1,28 +1,31 @@
 """`vmc export`: the energies of several run directories in one file.
 
 HDF5 (default): /runs/<name> per run directory, holding a copy of its energies.h5 groups
-(/systems, /geometries) and attributes config (resolved YAML), vmc_version, created and
+(/systems, /geometries, /eos) and attributes config (resolved YAML), vmc_version, created and
 source (the directory). CSV: one row per system with the evaluated and twist-averaged
-energies. Works on finished, running and interrupted runs (missing values are NaN).
+energies; crystals add their lattice constant and primitive-cell volume and the /eos fit of
+their crystal (eos_* columns, repeated on each of its rows; vmc/eos.py). Works on finished,
+running and interrupted runs (missing values are NaN).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import os
 from pathlib import Path
 
 import numpy as np
 
-from vmc import __version__
-from vmc.errors import InputError
-from vmc.outputs import open_h5
+from vmc import __version__, eos
+from vmc.errors import InputError, OutputError, os_reason
+from vmc.outputs import open_h5, read_train
 
 CSV_COLUMNS = [
     "run", "system", "name", "geometry", "n_electrons", "n_cells", "twist", "weight",
     "train_steps", "train_energy_last", "energy", "energy_error", "energy_per_cell",
     "energy_per_cell_error", "geometry_energy_per_cell", "geometry_energy_per_cell_error",
-    "hf_energy", "hf_energy_per_cell",
+    "hf_energy", "hf_energy_per_cell", *eos.CSV_COLUMNS,
 ]
 
 
@@ -56,7 +59,7 @@ def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
         for sid, g in f.get("systems", {}).items():
             a = g.attrs
             ev = g["eval/energy"].attrs if "eval/energy" in g else {}
-            train = g["train/energy"][()] if "train/energy" in g else np.array([])
+            train = read_train(g)["energy"]
             geo = geometries[_attr(a, "geometry")].attrs if _attr(a, "geometry") in geometries else {}
             twist = a.get("twist")
             rows.append(dict(
@@ -69,6 +72,7 @@ def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
                 geometry_energy_per_cell=float(_attr(geo, "energy_per_cell")),
                 geometry_energy_per_cell_error=float(_attr(geo, "energy_per_cell_error")),
                 hf_energy=float(_attr(a, "hf_energy")), hf_energy_per_cell=float(_attr(a, "hf_energy_per_cell")),
+                **eos.csv_fields(f, a),
             ))
     return rows
 
@@ -80,8 +84,32 @@ def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) 
     run_dirs = [Path(d) for d in run_dirs]
     for d in run_dirs:
         _energies_file(d)
+    _check_out(out, run_dirs)
     names = _run_names(run_dirs)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    try:
+        _write(tmp, fmt, run_dirs, names)
+        tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"--out {out}: could not be written ({os_reason(e)})") from None
+    return out
+
+
+def _check_out(out: Path, run_dirs: list[Path]) -> None:
+    """--out must be a writable file path that belongs to none of the input runs."""
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a directory; give a file name (.h5 or .csv)")
+    if not out.parent.is_dir():
+        raise InputError(f"--out {out}: the directory {out.parent} does not exist")
+    target = out.resolve()
+    for d in run_dirs:
+        d = d.resolve()
+        if target.parent == d and target.name in ("energies.h5", "config.yaml") or d / "checkpoints" in target.parents:
+            raise InputError(f"--out {out}: would overwrite a file of the input run {d}; choose another name")
+
+
+def _write(tmp: Path, fmt: str, run_dirs: list[Path], names: list[str]) -> None:
     if fmt == "csv":
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
@@ -94,7 +122,7 @@ def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) 
             for d, name in zip(run_dirs, names):
                 g = dst.create_group(f"runs/{name}")
                 with open_h5(_energies_file(d)) as src:
-                    for key in ("systems", "geometries"):
+                    for key in ("systems", "geometries", "eos"):
                         if key in src:
                             src.copy(src[key], g, name=key)
                     g.attrs.update(
@@ -103,5 +131,3 @@ def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) 
                         created=src.attrs.get("created", ""),
                         source=str(d.resolve()),
                     )
-    tmp.replace(out)
-    return out

@@ -4,33 +4,44 @@ Layout (energies in hartree; "whole" means the whole simulation cell):
     /                         attrs: vmc_version, created, config (resolved YAML text)
     /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...),
                                      hf_energy (whole cell), hf_energy_per_cell: the HF baseline
-        train/step            int64 (n,)  optimization step
-        train/energy          (n,) mean local energy of the step, whole cell
-        train/variance        (n,) variance of the local energy
-        train/pmove           (n,) MCMC acceptance rate
-        train/wall_time       (n,) seconds of the step (sampling + update)
+        train                 table (n,), one row per accepted optimization step, fields:
+                                step       int64, optimization step
+                                energy     mean local energy of the step, whole cell
+                                variance   variance of the local energy
+                                pmove      MCMC acceptance rate
+                                wall_time  seconds of the step (sampling + update)
+                              attrs: rejected (steps rejected and retried, see docs/robustness.md)
         eval/energy           (m,) per-step mean local energies, whole cell
                               attrs: energy, energy_error, energy_per_cell,
                                      energy_per_cell_error, autocorrelation_time
     /geometries/<id>          attrs: energy_per_cell, energy_per_cell_error (twist-averaged),
                                      systems, twists, weights
 
+`train` is one compound dataset rather than a column per field so that a row appears whole:
+every field has the same length at every moment a reader can look, even when the writer is
+killed mid-append. `pandas.DataFrame(f["systems/<id>/train"][:])` reads it; a single field is
+`f["systems/<id>/train"]["energy"]`.
+
 The file is opened, appended and closed at every write, so that h5py or pandas can read it
-at any time while the run goes on (file locking is off for the same reason).
+at any time while the run goes on (file locking is off for the same reason). A failed write
+(a full disk) raises OutputError.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from vmc import __version__, stats
+from vmc.errors import OutputError, os_reason
 from vmc.systems import System
 
 TRAIN_FIELDS = {"step": np.int64, "energy": np.float64, "variance": np.float64, "pmove": np.float64, "wall_time": np.float64}
+TRAIN_DTYPE = np.dtype(list(TRAIN_FIELDS.items()))
 
 
 def open_h5(path: Path, mode: str = "r") -> h5py.File:
@@ -38,9 +49,39 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
     return h5py.File(path, mode, locking=False)
 
 
+def read_train(group: h5py.Group) -> dict[str, np.ndarray]:
+    """The training rows of a /systems/<id> group as {field: (n,) array}."""
+    if "train" not in group:
+        return {name: np.zeros(0, dtype) for name, dtype in TRAIN_FIELDS.items()}
+    rows = read_columns(group["train"]) if isinstance(group["train"], h5py.Group) else group["train"][()]
+    return {name: rows[name] for name in TRAIN_FIELDS}
+
+
+def read_columns(group: h5py.Group) -> np.ndarray:
+    """The rows of an older `train` group (one dataset per field), cut to the shortest field."""
+    n = min(group[name].shape[0] for name in TRAIN_FIELDS)
+    rows = np.zeros(n, TRAIN_DTYPE)
+    for name in TRAIN_FIELDS:
+        rows[name] = group[name][:n]
+    return rows
+
+
+def _writes(method):
+    """Turns a failed write of energies.h5 into one OutputError naming the file."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (OSError, RuntimeError) as e:
+            reason = os_reason(e)
+            raise OutputError(f"{self.path} could not be written ({reason})") from None
+    return wrapper
+
+
 class EnergyFile:
     """Writer of one run's energies.h5."""
 
+    @_writes
     def __init__(self, path: Path, systems: list[System], config_text: str, hf_energies: list[float]):
         """hf_energies: the HF energy (Ha, whole simulation cell) of each system."""
         self.path = Path(path)
@@ -54,30 +95,46 @@ class EnergyFile:
                 for k, v in s.attributes().items():
                     g.attrs[k] = v
                 g.attrs.update(hf_energy=hf_energy, hf_energy_per_cell=hf_energy / s.n_cells)
-                for name, dtype in TRAIN_FIELDS.items():
-                    if f"train/{name}" not in g:
-                        g.create_dataset(f"train/{name}", shape=(0,), maxshape=(None,), dtype=dtype, chunks=(1024,))
+                if isinstance(g.get("train"), h5py.Group):  # written by vmc 0.1 (a column per field)
+                    old = read_columns(g["train"])
+                    del g["train"]
+                    g.create_dataset("train", data=old, maxshape=(None,), chunks=(512,)).attrs["rejected"] = 0
+                if "train" not in g:
+                    d = g.create_dataset("train", shape=(0,), maxshape=(None,), dtype=TRAIN_DTYPE, chunks=(512,))
+                    d.attrs["rejected"] = 0
                 if "eval/energy" not in g:
                     g.create_dataset("eval/energy", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
 
-    def append_train(self, system_id: str, **values) -> None:
-        """Appends one optimization step (keys of TRAIN_FIELDS) and flushes."""
-        with open_h5(self.path, "a") as f:
-            g = f[f"systems/{system_id}/train"]
-            for name in TRAIN_FIELDS:
-                d = g[name]
-                d.resize((d.shape[0] + 1,))
-                d[-1] = values[name]
+    def train(self, system_id: str) -> dict[str, np.ndarray]:
+        """The training rows written so far for one system ({field: (n,) array})."""
+        with open_h5(self.path, "r") as f:
+            return read_train(f[f"systems/{system_id}"])
 
+    @_writes
+    def append_train(self, system_id: str, **values) -> None:
+        """Appends one optimization step (keys of TRAIN_FIELDS) as one row and flushes."""
+        row = np.array([tuple(values[name] for name in TRAIN_FIELDS)], dtype=TRAIN_DTYPE)
+        with open_h5(self.path, "a") as f:
+            d = f[f"systems/{system_id}/train"]
+            d.resize((d.shape[0] + 1,))
+            d[-1:] = row
+
+    @_writes
+    def count_rejected(self, system_id: str) -> None:
+        """One more rejected (and retried) step of this system."""
+        with open_h5(self.path, "a") as f:
+            d = f[f"systems/{system_id}/train"]
+            d.attrs["rejected"] = int(d.attrs.get("rejected", 0)) + 1
+
+    @_writes
     def truncate_train(self, first_step: int) -> None:
         """Drops training rows with step >= first_step (a resumed run writes them again)."""
         with open_h5(self.path, "a") as f:
             for s in self.systems:
-                g = f[f"systems/{s.id}/train"]
-                keep = int(np.sum(g["step"][:] < first_step))
-                for name in TRAIN_FIELDS:
-                    g[name].resize((keep,))
+                d = f[f"systems/{s.id}/train"]
+                d.resize((int(np.sum(d["step"] < first_step)),))
 
+    @_writes
     def write_eval(self, system: System, energies: np.ndarray) -> tuple[float, float]:
         """Stores the per-step evaluation energies and their mean with an autocorrelation-
         corrected error bar; returns (energy, error) of the whole simulation cell."""
@@ -96,6 +153,7 @@ class EnergyFile:
             )
         return mean, error
 
+    @_writes
     def write_geometry(self, geometry: str, members: list[System], energies: list[tuple[float, float]]) -> tuple[float, float]:
         """Twist-averaged energy per primitive cell of one geometry; returns (energy, error)."""
         weights = np.array([s.weight for s in members])

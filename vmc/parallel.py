@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +29,44 @@ def check_walkers(n_walkers: int) -> int:
     if n_walkers % n_dev:
         raise InputError(f"config key 'mcmc.walkers': {n_walkers} walkers do not split evenly over {n_dev} devices")
     return n_walkers // n_dev
+
+
+# Copies of the walkers a step holds at once (positions, proposals, the host copy of a
+# checkpoint, ...); the network's intermediates come on top and are not counted.
+WALKER_COPIES = 4
+
+
+def host_memory() -> int:
+    """Physical memory of this host in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_walker_memory(n_per_device: int, n_electrons: list[int], itemsize: int) -> None:
+    """Refuses, before anything is allocated, walkers whose positions alone cannot fit in
+    this host's memory. n_electrons: of each system (each keeps its own walkers)."""
+    n_local = n_per_device * jax.local_device_count()
+    need = WALKER_COPIES * n_local * 3 * itemsize * sum(n_electrons)
+    have = host_memory()
+    if need > have // 2:
+        raise InputError(f"config key 'mcmc.walkers': {n_local * jax.process_count()} walkers of "
+                         f"{max(n_electrons)} electrons need about {need / 2**30:.3g} GiB for their positions alone, "
+                         f"more than half of this host's {have / 2**30:.3g} GiB")
+
+
+def all_finite(tree) -> bool:
+    """True if every floating-point leaf of a pytree of device arrays is finite."""
+    return bool(_all_finite(tree))
+
+
+@jax.jit
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def copy(tree):
+    """A copy on the same devices (for steps that donate their inputs)."""
+    return jax.tree.map(lambda x: x.copy(), tree)
 
 
 def replicate(tree):

@@ -53,3 +53,10 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # also on errors, so that the error's one line starts on a line of its own
+        self.close()

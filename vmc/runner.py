@@ -18,12 +18,13 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-from vmc import checkpoint, parallel
+from vmc import checkpoint, parallel, rundir, signals
 from vmc.ansatz import make_ansatz
 from vmc.baseline import hartree_fock
-from vmc.config import Config, dump_config
-from vmc.errors import InputError
+from vmc.config import Config, dump_config, make_config
+from vmc.errors import Diverged, InputError, Interrupted, OutputError, os_reason
 from vmc.evaluation import make_eval_step
 from vmc.hamiltonian import make_batch_local_energy
 from vmc.loss import make_energy_loss
@@ -32,22 +33,23 @@ from vmc.optimizers import make_optimizer
 from vmc.outputs import EnergyFile
 from vmc.pretrain import make_pretrain_step
 from vmc.progress import Progress, format_energy
+from vmc.rejection import StepGuard
 from vmc.scheduling import Scheduler, system_weights
 from vmc.system_data import make_system_data
-from vmc.systems import build_systems, resolve_specs, specs_to_config
+from vmc.systems import resolve_config
 
 # Independent random streams: key = fold_in(fold_in(fold_in(seed, purpose), step), system).
 PURPOSES = {"init": 0, "pretrain": 1, "burn_in": 2, "sample": 3, "optimizer": 4, "evaluate": 5}
 
 
 def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    """One line on stderr, above any progress bar."""
+    tqdm.write(message, file=sys.stderr)
 
 
-def default_elements(systems) -> list[str]:
-    from pyscf.data.elements import charge
-
-    return sorted({s for system in systems for s in system.symbols}, key=charge)
+def _resolved_mapping(raw: dict) -> dict:
+    """A stored run config, resolved as a new run's would be (for the resume check)."""
+    return resolve_config(make_config(raw))[0].model_dump(mode="json")
 
 
 @dataclasses.dataclass
@@ -65,20 +67,25 @@ class Run:
     def __init__(self, config: Config, run_dir: Path, params_from: Path | None = None, evaluate_only: bool = False):
         jax.config.update("jax_enable_x64", config.precision == "float64")
         parallel.initialize(config.distributed)
-        specs = resolve_specs(config.system)
-        self.config = config.model_copy(update={"system": specs_to_config(specs)}, deep=True)
+        # everything that can be checked cheaply is checked before Hartree–Fock
+        self.config, self.systems = resolve_config(config)
         if params_from is None and config.checkpoint.restore:
             params_from = Path(config.checkpoint.restore)
         self.params_from = params_from
         self.evaluate_only = evaluate_only
-        self.run_dir = Path(run_dir)
-        self.ckpt_dir = self.run_dir / "checkpoints"
-        self.systems = build_systems(specs)
         self.n_per_device = parallel.check_walkers(config.mcmc.walkers)
-        self.elements = config.model.elements or default_elements(self.systems)
-        self.config.model.elements = self.elements
+        parallel.check_walker_memory(self.n_per_device, [s.n_electrons for s in self.systems], jnp.zeros(()).dtype.itemsize)
+        if params_from is not None:
+            checkpoint.validate(params_from)
+        self.elements = self.config.model.elements
         self.config_text = dump_config(self.config)
         self.root_key = jax.random.PRNGKey(config.seed)
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        # one writer per run directory, and only for the run it holds (vmc/rundir.py)
+        self.directory = None
+        if jax.process_index() == 0:
+            self.directory = rundir.claim(self.run_dir, self.config.model_dump(mode="json"), _resolved_mapping)
 
         self.ansatz = make_ansatz(config.model, self.elements)
         self.baselines = [self._hartree_fock(s) for s in self.systems]
@@ -91,9 +98,16 @@ class Run:
         self.sample = jax.pmap(self.mcmc_step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))
         self.scheduler = Scheduler(system_weights(self.systems))
 
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(self.config_text)
+        try:
+            (self.run_dir / "config.yaml").write_text(self.config_text)
+        except OSError as e:
+            raise OutputError(f"{self.run_dir / 'config.yaml'} could not be written ({os_reason(e)})") from None
         self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text, [b.energy for b in self.baselines])
+
+    def close(self) -> None:
+        """Releases the run directory (also done by the OS when the process ends)."""
+        if self.directory is not None:
+            self.directory.release()
 
     # ------------------------------------------------------------------ set-up pieces
 
@@ -119,8 +133,11 @@ class Run:
             log(f"network parameters from {self.params_from}")
         return params
 
-    def key(self, purpose: str, step: int, system: int, per_host: bool = True) -> jax.Array:
+    def key(self, purpose: str, step: int, system: int, per_host: bool = True, attempt: int = 0) -> jax.Array:
+        """attempt > 0: the retries of a rejected step draw fresh random numbers."""
         k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(self.root_key, PURPOSES[purpose]), step), system)
+        if attempt:
+            k = jax.random.fold_in(k, attempt)
         return jax.random.fold_in(k, jax.process_index()) if per_host else k
 
     def batch(self, i: int):
@@ -135,72 +152,106 @@ class Run:
         tx, step = make_pretrain_step(self.ansatz, self.config.mcmc.steps, cfg.learning_rate)
         opt_state = jax.pmap(tx.init)(self.params)
         scheduler = Scheduler(system_weights(self.systems))
-        progress = Progress(cfg.steps, "pretrain")
-        for t in range(cfg.steps):
-            i = scheduler.next()
-            s = self.samplers[i]
-            self.params, opt_state, s.walkers, loss, pmove = step(
-                self.params, opt_state, self.data[i], s.walkers, parallel.device_keys(self.key("pretrain", t, i)), s.width
-            )
-            s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-            progress.update(loss=f"{float(loss[0]):.2e}", pmove=float(pmove[0]))
-        progress.close()
+        with Progress(cfg.steps, "pretrain") as progress:
+            for t in range(cfg.steps):
+                i = scheduler.next()
+                s = self.samplers[i]
+                self.params, opt_state, s.walkers, loss, pmove = step(
+                    self.params, opt_state, self.data[i], s.walkers, parallel.device_keys(self.key("pretrain", t, i)), s.width
+                )
+                s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
+                progress.update(loss=f"{float(loss[0]):.2e}", pmove=float(pmove[0]))
 
     def burn_in(self, n_steps: int) -> None:
         """Equilibrates every system's walkers under the current parameters."""
         if n_steps == 0:
             return
-        progress = Progress(n_steps * len(self.systems), "burn-in")
-        for i, s in enumerate(self.samplers):
-            for t in range(n_steps):
-                s.walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("burn_in", t, i)), s.width)
-                s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-                progress.update(pmove=float(pmove[0]))
-        progress.close()
+        with Progress(n_steps * len(self.systems), "burn-in") as progress:
+            for i, s in enumerate(self.samplers):
+                for t in range(n_steps):
+                    s.walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("burn_in", t, i)), s.width)
+                    s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
+                    progress.update(pmove=float(pmove[0]))
+
+    def _try_step(self, t: int, i: int, attempt: int, opt_state, optimizer):
+        """Samples system i and computes step t's update without committing either.
+        Returns (walkers, params, opt_state, energy, variance, pmove)."""
+        s = self.samplers[i]
+        walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("sample", t, i, attempt=attempt)), s.width)
+        # the optimizers donate their inputs: they get copies, so a rejected step leaves ours valid
+        params, opt_state, stats = optimizer.step(parallel.copy(self.params), parallel.copy(opt_state),
+                                                  self.key("optimizer", t, i, attempt=attempt), (self.data[i], walkers))
+        return walkers, params, opt_state, float(stats.energy[0]), float(stats.variance[0]), float(pmove[0])
 
     def optimize(self, start: int, opt_state, optimizer) -> None:
+        """Steps start .. optimization.steps - 1. A rejected step (vmc/rejection.py) leaves
+        the state as it was and is retried with fresh random numbers; SIGINT/SIGTERM end the
+        loop after the current step with a checkpoint (vmc/signals.py)."""
         cfg = self.config.optimization
         multi = len(self.systems) > 1
+        guard = StepGuard(cfg.reject_jump, {sy.id: (rows["energy"], rows["variance"]) for sy in self.systems
+                                            for rows in [self.energies.train(sy.id)]})
+        t, rejected = start, 0
         # each system's running estimate spans about the last 100 steps of the whole run
-        progress = Progress(cfg.steps, "optimize", initial=start, window=max(10, 100 // len(self.systems)))
-        for t in range(start, cfg.steps):
-            i = self.scheduler.next()
-            s = self.samplers[i]
-            t0 = time.perf_counter()
-            s.walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("sample", t, i)), s.width)
-            self.params, opt_state, stats = optimizer.step(self.params, opt_state, self.key("optimizer", t, i), self.batch(i))
-            energy = float(stats.energy[0])
-            wall = time.perf_counter() - t0
-            pmove = float(pmove[0])
-            if not np.isfinite(energy):
-                raise InputError(f"optimization diverged at step {t} on system {self.systems[i].id!r} (energy {energy}); "
-                                 f"lower the learning rate or restart from {self.ckpt_dir}")
-            self.energies.append_train(self.systems[i].id, step=t, energy=energy, variance=float(stats.variance[0]), pmove=pmove, wall_time=wall)
-            s.width = adapt_width(s.width, pmove, self.config.mcmc.target_acceptance)
-            progress.update(energy=energy, series=self.systems[i].id if multi else None, pmove=pmove)
-            if (t + 1) % self.config.checkpoint.every == 0 or t + 1 == cfg.steps:
-                self.save(t + 1, "optimize" if t + 1 < cfg.steps else "evaluate", opt_state)
-        progress.close()
+        with Progress(cfg.steps, "optimize", initial=start, window=max(10, 100 // len(self.systems))) as progress, signals.deferred():
+            while t < cfg.steps:
+                if signals.pending() is not None:
+                    self.save(t, "optimize", opt_state)
+                    raise Interrupted(signals.pending(), f"stopped by {signals.name(signals.pending())} at step {t} with a checkpoint; "
+                                                         f"`vmc run {self.run_dir}` resumes")
+                credit = self.scheduler.credit.copy()
+                i = self.scheduler.next()
+                system = self.systems[i]
+                t0 = time.perf_counter()
+                walkers, params, new_state, energy, variance, pmove = self._try_step(t, i, rejected, opt_state, optimizer)
+                reason = guard.reason(system.id, energy, variance)
+                if reason is None and not parallel.all_finite(params):
+                    reason = "its new parameters are not finite"
+                if reason is not None:
+                    rejected += 1
+                    self.scheduler.credit = credit
+                    self.energies.count_rejected(system.id)
+                    log(f"step {t} ({system.id}) rejected: {reason}; retrying with fresh samples ({rejected}/{cfg.max_rejected})")
+                    if rejected >= cfg.max_rejected:
+                        self.save(t, "optimize", opt_state)
+                        raise Diverged(f"optimization diverged: {rejected} consecutive steps rejected at step {t} ({system.id}); "
+                                       f"{checkpoint.checkpoint_path(self.ckpt_dir, t)} holds the last good state: start a new run "
+                                       f"from it with a lower learning rate (--from that file --out NEW)")
+                    continue
+                rejected = 0
+                self.samplers[i].walkers, self.params, opt_state = walkers, params, new_state
+                guard.accept(system.id, energy, variance)
+                self.energies.append_train(system.id, step=t, energy=energy, variance=variance, pmove=pmove, wall_time=time.perf_counter() - t0)
+                self.samplers[i].width = adapt_width(self.samplers[i].width, pmove, self.config.mcmc.target_acceptance)
+                progress.update(energy=energy, series=system.id if multi else None, pmove=pmove)
+                t += 1
+                if t % self.config.checkpoint.every == 0 or t == cfg.steps:
+                    self.save(t, "optimize" if t < cfg.steps else "evaluate", opt_state)
 
     def evaluate(self) -> dict[str, tuple[float, float]]:
         cfg = self.config.evaluation
         if cfg.steps == 0:
             return {}
+        if not parallel.all_finite(self.params):
+            raise Diverged("the network parameters are not finite; nothing was evaluated")
         step = make_eval_step(self.mcmc_step, self.local_energy)
         results = {}
         for i, (system, s) in enumerate(zip(self.systems, self.samplers)):
-            progress = Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}")
             energies = []
-            for t in range(cfg.burn_in + cfg.steps):
-                s.walkers, pmove, energy, _ = step(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("evaluate", t, i)), s.width)
-                if t < cfg.burn_in:
-                    s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-                    progress.update(pmove=float(pmove[0]))
-                else:
-                    energies.append(float(energy[0]))
-                    progress.update(energy=energies[-1], pmove=float(pmove[0]))
-            progress.close()
-            results[system.id] = self.energies.write_eval(system, np.array(energies))
+            with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
+                for t in range(cfg.burn_in + cfg.steps):
+                    s.walkers, pmove, energy, _ = step(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("evaluate", t, i)), s.width)
+                    if t < cfg.burn_in:
+                        s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
+                        progress.update(pmove=float(pmove[0]))
+                    else:
+                        energies.append(float(energy[0]))
+                        progress.update(energy=energies[-1], pmove=float(pmove[0]))
+            energies = np.array(energies)
+            if not np.all(np.isfinite(energies)):
+                raise Diverged(f"evaluation of {system.id}: the local energy is not finite at evaluation step "
+                               f"{int(np.argmin(np.isfinite(energies)))}; nothing was written")
+            results[system.id] = self.energies.write_eval(system, energies)
         self._report(results)
         return results
 
@@ -265,7 +316,7 @@ class Run:
     def execute(self) -> dict[str, tuple[float, float]]:
         if self.evaluate_only:
             self.burn_in(self.config.evaluation.burn_in)
-            return self.evaluate()
+            return self._finish(self.evaluate())
         train = self.config.optimization.steps > 0 and self.ansatz.name != "hf"
         optimizer = opt_state = None
         if train:
@@ -275,6 +326,8 @@ class Run:
         resumed = self.restore(opt_state)
         if resumed is None:
             self.pretrain()
+            if not parallel.all_finite(self.params):
+                raise Diverged("pretraining made the network parameters non-finite; lower pretraining.learning_rate")
             self.burn_in(self.config.mcmc.burn_in)
             start = 0
             self.save(0, "optimize" if train else "evaluate", opt_state)
@@ -285,4 +338,12 @@ class Run:
         # optimization.steps trains on to it
         if train and start < self.config.optimization.steps:
             self.optimize(start, opt_state, optimizer)
-        return self.evaluate()
+        return self._finish(self.evaluate())
+
+    def _finish(self, results):
+        """/eos in energies.h5 and report.html (vmc/report.py); a failure there is a warning."""
+        if jax.process_index() == 0:
+            from vmc.report import finish_run
+
+            finish_run(self.run_dir, log)
+        return results

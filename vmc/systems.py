@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pydantic
@@ -18,17 +18,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from pyscf.data import elements as pyscf_elements
 
 from vmc import lattice as lat
-from vmc.config import load_yaml, validation_message
+from vmc.config import Config, load_yaml, validation_message
 from vmc.errors import InputError
 from vmc.units import to_bohr
 
-Vec3 = tuple[float, float, float]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Vec3 = tuple[Finite, Finite, Finite]
 Atom = tuple[str, Vec3]
 MIN_ATOM_DISTANCE = 0.05  # bohr; closer nuclei are a mistake in the input, not a geometry
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class MoleculeSpec(_Spec):
@@ -38,13 +40,13 @@ class MoleculeSpec(_Spec):
     atoms: list[Atom]
     unit: Literal["bohr", "angstrom"] = "bohr"
     # If given, atom positions are in units of this length; a list expands to one geometry each.
-    bond_length: float | list[float] | None = None
+    bond_length: Positive | list[Positive] | None = None
     charge: int = 0
     spin: int | None = None  # n_up - n_down; default 0 or 1 by electron-count parity
 
 
 class TwistGrid(_Spec):
-    grid: tuple[int, int, int]
+    grid: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
     shift: Vec3 = (0.0, 0.0, 0.0)
     symmetry: bool = True  # reduce to the irreducible twists with weights
 
@@ -57,7 +59,7 @@ class CrystalSpec(_Spec):
     lattice: tuple[Vec3, Vec3, Vec3]
     # Added to the scaled lattice, in `unit`, not scaled: e.g. the vacuum of a chain.
     lattice_fixed: tuple[Vec3, Vec3, Vec3] | None = None
-    lattice_constant: float | list[float] = 1.0
+    lattice_constant: Positive | list[Positive] = 1.0
     atoms: list[Atom]
     # fractional: in the primitive lattice vectors; cartesian: in units of lattice_constant.
     coordinates: Literal["fractional", "cartesian"] = "fractional"
@@ -90,6 +92,7 @@ class System:
     supercell: np.ndarray | None = None  # (3, 3) int
     twist: np.ndarray | None = None  # (3,) fractional, supercell reciprocal lattice
     weight: float = 1.0  # twist weight within its geometry (sums to 1)
+    lattice_constant: float | None = None  # bohr, the spec's scale of the primitive lattice
 
     @property
     def periodic(self) -> bool:
@@ -146,6 +149,8 @@ class System:
                 supercell=self.supercell,
                 twist=self.twist,
             )
+            if self.lattice_constant is not None:
+                attrs["lattice_constant"] = self.lattice_constant
         return attrs
 
 
@@ -183,6 +188,9 @@ def resolve_spec(spec: Any, key: str = "system") -> MoleculeSpec | CrystalSpec:
     if isinstance(spec, str):
         is_path = spec.endswith((".yaml", ".yml")) or "/" in spec
         raw = load_yaml(spec) if is_path else _catalog_entry(spec)
+        if not isinstance(raw, dict):
+            what = "empty" if raw is None else f"a YAML {type(raw).__name__}"
+            raise InputError(f"config key '{key}': system file {spec} is {what}, not a mapping of system fields")
         if is_path:
             raw.setdefault("name", Path(spec).stem)
     elif isinstance(spec, dict):
@@ -335,6 +343,7 @@ def _expand_crystal(spec: CrystalSpec, name: str) -> list[System]:
                     id=sid, name=name, geometry=gid, symbols=symbols, positions=positions, charge=spec.charge,
                     spin=spec.spin, lattice=sc_lattice, primitive_lattice=prim, primitive_symbols=prim_symbols,
                     primitive_positions=prim_pos, supercell=supercell, twist=np.asarray(twist, dtype=float), weight=float(w),
+                    lattice_constant=float(to_bohr(a, spec.unit)),
                 )
             )
     return out
@@ -358,3 +367,19 @@ def expand(specs: list[MoleculeSpec | CrystalSpec]) -> list[System]:
 def build_systems(system_config: Any) -> list[System]:
     """The systems of a config's `system` value."""
     return expand(resolve_specs(system_config))
+
+
+def default_elements(systems: list[System]) -> list[str]:
+    """The elements of the systems, by nuclear charge."""
+    return sorted({s for system in systems for s in system.symbols}, key=pyscf_elements.charge)
+
+
+def resolve_config(config: Config) -> tuple[Config, list[System]]:
+    """The config as a run records it (system specs resolved, `model.elements` filled in:
+    what `config.yaml` of a run directory holds) and the systems it expands to."""
+    specs = resolve_specs(config.system)
+    systems = expand(specs)
+    resolved = config.model_copy(update={"system": specs_to_config(specs)}, deep=True)
+    if resolved.model.elements is None:
+        resolved.model.elements = default_elements(systems)
+    return resolved, systems

@@ -1,0 +1,143 @@
+"""Reading a run directory's energies.h5 into plain arrays, for reports.
+
+Works on finished, running and interrupted runs: the file is opened without HDF5 file
+locking (vmc/outputs.py), so the writer is never blocked, and a read that meets the writer
+mid-append is retried. Energies in hartree, steps are optimization steps of the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from vmc.eos import EosPoints, crystal_points
+from vmc.errors import InputError
+from vmc.outputs import open_h5, read_train
+
+
+@dataclasses.dataclass
+class SystemRecord:
+    """One /systems/<id> group. `train`: {step, energy, variance, pmove, wall_time} arrays (n,)
+    (energy whole cell); `eval_energies` (m,) whole cell; `evaluation`: the eval attributes
+    (energy, energy_error, energy_per_cell, energy_per_cell_error, autocorrelation_time) or
+    None before the evaluation."""
+
+    id: str
+    name: str
+    geometry: str
+    periodic: bool
+    n_cells: int
+    n_atoms: int  # whole simulation cell
+    n_electrons: int
+    hf_energy: float  # whole cell
+    lattice_constant: float | None  # bohr
+    twist: np.ndarray | None  # (3,)
+    weight: float
+    train: dict[str, np.ndarray]
+    eval_energies: np.ndarray
+    evaluation: dict[str, float] | None
+
+    @property
+    def hf_energy_per_cell(self) -> float:
+        return self.hf_energy / self.n_cells
+
+
+@dataclasses.dataclass
+class RunRecord:
+    """A run directory: its systems, crystals (EosPoints by crystal name) and the config
+    values a report shows."""
+
+    path: Path
+    label: str
+    systems: list[SystemRecord]
+    crystals: dict[str, EosPoints]
+    walkers: int | None
+    optimization_steps: int | None  # the config's target
+    model: str
+    created: str
+
+    @property
+    def finished(self) -> bool:
+        return bool(self.systems) and all(s.evaluation is not None for s in self.systems)
+
+    @property
+    def steps_done(self) -> int:
+        return max((int(s.train["step"][-1]) + 1 for s in self.systems if len(s.train["step"])), default=0)
+
+    def status(self) -> str:
+        if self.finished:
+            return "finished"
+        target = f" of {self.optimization_steps}" if self.optimization_steps else ""
+        return f"in progress or stopped: {self.steps_done}{target} optimization steps, not evaluated yet"
+
+
+def _text(x) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def _system(sid: str, g) -> SystemRecord:
+    a = g.attrs
+    ev = g["eval/energy"] if "eval/energy" in g else None
+    evaluation = None
+    if ev is not None and "energy" in ev.attrs:
+        evaluation = {k: float(ev.attrs[k]) for k in ("energy", "energy_error", "energy_per_cell",
+                                                       "energy_per_cell_error", "autocorrelation_time") if k in ev.attrs}
+    return SystemRecord(
+        id=sid, name=_text(a.get("name", sid)), geometry=_text(a.get("geometry", sid)),
+        periodic="primitive_lattice" in a, n_cells=int(a.get("n_cells", 1)), n_atoms=len(a["symbols"]),
+        n_electrons=int(a["n_electrons"]), hf_energy=float(a.get("hf_energy", np.nan)),
+        lattice_constant=float(a["lattice_constant"]) if "lattice_constant" in a else None,
+        twist=np.asarray(a["twist"], dtype=float) if "twist" in a else None, weight=float(a.get("weight", 1.0)),
+        train=read_train(g), eval_energies=ev[()] if ev is not None else np.zeros(0), evaluation=evaluation,
+    )
+
+
+def _read(path: Path, label: str) -> RunRecord:
+    with open_h5(path / "energies.h5") as f:
+        config = yaml.safe_load(_text(f.attrs.get("config", ""))) or {}
+        systems = [_system(sid, g) for sid, g in f.get("systems", {}).items()]
+        # by crystal, then lattice constant, then id (HDF5 lists groups alphabetically: a8.4 before a8)
+        systems.sort(key=lambda s: (s.name, s.lattice_constant or 0.0, s.id))
+        crystals = crystal_points(f)
+        created = _text(f.attrs.get("created", ""))
+    get = lambda *keys: _dig(config, keys)  # noqa: E731
+    return RunRecord(path=path, label=label, systems=systems, crystals=crystals,
+                     walkers=get("mcmc", "walkers"), optimization_steps=get("optimization", "steps"),
+                     model=str(get("model", "name") or ""), created=created)
+
+
+def _dig(mapping, keys):
+    for k in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(k)
+    return mapping
+
+
+def labels(paths: list[Path]) -> list[str]:
+    """Directory names, made unique with a counter where two share one."""
+    out, seen = [], {}
+    for p in paths:
+        base = Path(p).resolve().name
+        seen[base] = seen.get(base, 0) + 1
+        out.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
+    return out
+
+
+def read_run(run_dir: str | Path, label: str | None = None, attempts: int = 5) -> RunRecord:
+    """The run directory's energies.h5; InputError when there is none or it cannot be read."""
+    path = Path(run_dir)
+    if not (path / "energies.h5").is_file():
+        raise InputError(f"{run_dir}: not a run directory (no energies.h5)")
+    for attempt in range(attempts):
+        try:
+            return _read(path, label or path.resolve().name)
+        except (OSError, KeyError, ValueError) as e:  # the writer was mid-append: read again
+            if attempt == attempts - 1:
+                raise InputError(f"{path / 'energies.h5'}: could not be read ({str(e).splitlines()[0]})") from None
+            time.sleep(0.2)
+    raise AssertionError("unreachable")

@@ -1,0 +1,62 @@
+"""SIGINT and SIGTERM during a run: stop at a point that can be resumed.
+
+While `handled()` is active the two signals raise `Interrupted` (exit status 130 or 143)
+instead of killing the process or raising KeyboardInterrupt. Inside `deferred()` (the
+optimization loop) the first signal is only recorded: the loop finishes its step, writes a
+checkpoint at the current step and then raises, so no finished step is lost. A second signal
+while one is pending raises at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+
+from vmc.errors import Interrupted
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_state = {"deferring": False, "pending": None}
+
+
+def name(signum: int) -> str:
+    return signal.Signals(signum).name
+
+
+def _handler(signum, frame):
+    if _state["deferring"] and _state["pending"] is None:
+        _state["pending"] = signum
+        return
+    raise Interrupted(signum, f"stopped by {name(signum)}; `vmc run RUN_DIR` resumes from the last checkpoint")
+
+
+@contextlib.contextmanager
+def handled():
+    """Installs the handlers (main thread only: elsewhere Python cannot) and restores the
+    previous ones afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _handler) for s in SIGNALS}
+    _state["pending"] = None
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred():
+    """Signals inside this block only set `pending()`."""
+    before = _state["deferring"]
+    _state["deferring"] = True
+    try:
+        yield
+    finally:
+        _state["deferring"] = before
+
+
+def pending() -> int | None:
+    """The signal number received inside `deferred()`, if any."""
+    return _state["pending"]
