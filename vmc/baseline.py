@@ -83,7 +83,8 @@ class Baseline:
         """D (n_orb, n_cells * n_ao) of one spin over the simulation cell's AOs, rotated."""
         coef = self.coefficients[spin]
         phases = np.exp(1j * (self.kpoints[self.k_index[spin]] @ self.translations.T))  # (n_orb, n_cells)
-        rows = (phases[:, :, None] * coef[:, None, :]).reshape(coef.shape[0], -1)
+        # explicit width: a spin without electrons has (0, n_cells * n_ao) rows
+        rows = (phases[:, :, None] * coef[:, None, :]).reshape(coef.shape[0], self.n_cells * coef.shape[1])
         if not self.periodic:
             rows = rows.real
         if self.rotations is not None:

@@ -29,6 +29,27 @@ class Optimizer(Protocol):
     def step(self, params, state, key, batch): ...
 
 
+class RepeatedDense(kfac_jax.RepeatedDenseKroneckerFactored):
+    """kfac-jax's block of a dense layer applied to many repeats (electrons, pairs, ...), safe
+    when no repeat carries a gradient.
+
+    kfac-jax takes a repeat whose output gradient is exactly zero for a masked one, and scales
+    the block by 1 / (mean number of unmasked repeats). A layer whose output never reaches
+    log|psi| on this batch has none: the parallel-spin messages of `fire` on a molecule with at
+    most one electron per spin (every same-spin pair is the weightless self pair), its
+    antiparallel ones when one spin has no electrons, the pair layer of `slater_jastrow` on a
+    one-electron system. Its scale is then 1 / 0, the damping it passes on 0, the
+    inverse of its (zero) curvature infinite, and 0 * inf = NaN in the preconditioned gradient
+    would reach every parameter through the norm constraint. The curvature of such a block is
+    exactly zero, as is its gradient, so any finite scale is right: 1 gives the damped
+    identity, and these parameters stay where they are.
+    """
+
+    def state_dependent_scale(self, state):
+        repeats = state.average_repeats.value
+        return jnp.where(repeats > 0, 1.0 / jnp.where(repeats > 0, repeats, 1.0), 1.0)
+
+
 class Kfac:
     """kfac-jax with the network's dense layers auto-registered (repeated dense under vmap).
 
@@ -57,6 +78,7 @@ class Kfac:
             pmap_axis_name=parallel.AXIS,
             # the batch is (system data, walkers): its size is the walkers' leading axis
             batch_size_extractor=lambda batch: batch[1].shape[0],
+            layer_tag_to_block_ctor={"repeated_dense": RepeatedDense},
         )
         self._optimizers = {}
         self._momentum = self._damping = None

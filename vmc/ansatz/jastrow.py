@@ -49,6 +49,7 @@ class NeuralJastrow(hk.Module):
     def __call__(self, h: jax.Array) -> jax.Array:
         x = jnp.tanh(hk.Linear(self.hidden)(h))
         # small, not zero: a zero last layer gives the layer before it an identically zero
-        # output gradient, whose KFAC factor cannot be normalized (pi-adjusted damping)
+        # output gradient, so KFAC would leave that layer untrained until this one moves
+        # (vmc.optimizers.RepeatedDense keeps such a block finite)
         out = hk.Linear(1, w_init=hk.initializers.VarianceScaling(1e-4))(x)
         return jnp.sum(out)
