@@ -2,7 +2,7 @@
 
 This checks AOs, orbitals, determinants, the kinetic energy, the Coulomb/Ewald potential,
 MCMC and the evaluation statistics together. Crystals: the KRHF energy (exxdiv='ewald')
-times the number of primitive cells (DESIGN.md section 4). Comparisons are within 3 standard
+times the number of primitive cells (docs/physics.md, "Hartree–Fock baseline"). Comparisons are within 3 standard
 errors, corrected for autocorrelation, with fixed seeds.
 """
 

@@ -2,7 +2,7 @@
 
 Molecules: RHF for closed shells, UHF otherwise. Crystals: KRHF on the PRIMITIVE cell at the
 k-points that the simulation cell folds onto (shifted by the twist), Gaussian density fitting
-and `exxdiv='ewald'` (DESIGN.md section 4); a KRHF supercell calculation would cost orders of
+and `exxdiv='ewald'` (docs/physics.md, "Hartree–Fock baseline"); a KRHF supercell calculation would cost orders of
 magnitude more for the same orbitals.
 
 Every occupied orbital is stored as rows D of coefficients over the AOs of the simulation

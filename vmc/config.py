@@ -40,7 +40,7 @@ class SlaterJastrowConfig(_Section):
 
 
 class FireConfig(_Section):
-    """Finite-range embeddings with transferable orbitals (DESIGN.md section 6)."""
+    """Finite-range embeddings with transferable orbitals (docs/physics.md, "fire")."""
 
     cutoff: float | None = Field(5.0, gt=0)  # bohr; None: every pair interacts
     embedding_dim: int = Field(64, ge=1)
@@ -52,7 +52,7 @@ class FireConfig(_Section):
     descriptor_hidden: int = Field(32, ge=1)
     jastrow_hidden: int = Field(32, ge=1)
     orbital_cutoff: float = Field(8.0, gt=0)  # bohr; smooth cutoff of the orbital envelopes (finite image sums)
-    # joint: g(h_i, r_i - R_A - L) is one MLP of both (DESIGN.md section 6); factored:
+    # joint: g(h_i, r_i - R_A - L) is one MLP of both (docs/physics.md, "fire"); factored:
     # g_geom(r_i - R_A - L) * g_emb(h_i), so the sum over atoms and images depends on r_i alone
     # and its Laplacian carries 3 tangents instead of 3 n_el
     orbital_mlp: Literal["joint", "factored"] = "joint"

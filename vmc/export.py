@@ -20,6 +20,7 @@ import numpy as np
 from vmc import __version__, eos
 from vmc.errors import InputError, OutputError, os_reason
 from vmc.outputs import open_h5, read_train
+from vmc.runs import energies_file, labels
 
 CSV_COLUMNS = [
     "run", "system", "name", "geometry", "n_electrons", "n_cells", "twist", "weight",
@@ -27,23 +28,6 @@ CSV_COLUMNS = [
     "energy_per_cell_error", "geometry_energy_per_cell", "geometry_energy_per_cell_error",
     "hf_energy", "hf_energy_per_cell", *eos.CSV_COLUMNS,
 ]
-
-
-def _energies_file(run_dir: Path) -> Path:
-    path = Path(run_dir) / "energies.h5"
-    if not path.is_file():
-        raise InputError(f"{run_dir}: not a run directory (no energies.h5)")
-    return path
-
-
-def _run_names(run_dirs: list[Path]) -> list[str]:
-    """Directory names, made unique with a counter where two runs share one."""
-    names, seen = [], {}
-    for d in run_dirs:
-        base = Path(d).resolve().name
-        seen[base] = seen.get(base, 0) + 1
-        names.append(base if seen[base] == 1 else f"{base}_{seen[base]}")
-    return names
 
 
 def _attr(attrs, key, default=np.nan):
@@ -54,7 +38,7 @@ def _attr(attrs, key, default=np.nan):
 def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
     """One dict per system of a run directory (the CSV rows)."""
     rows = []
-    with open_h5(_energies_file(run_dir)) as f:
+    with open_h5(energies_file(run_dir)) as f:
         geometries = f.get("geometries", {})
         for sid, g in f.get("systems", {}).items():
             a = g.attrs
@@ -83,9 +67,9 @@ def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) 
     fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "h5")
     run_dirs = [Path(d) for d in run_dirs]
     for d in run_dirs:
-        _energies_file(d)
+        energies_file(d)
     _check_out(out, run_dirs)
-    names = _run_names(run_dirs)
+    names = labels(run_dirs)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     try:
         _write(tmp, fmt, run_dirs, names)
@@ -121,7 +105,7 @@ def _write(tmp: Path, fmt: str, run_dirs: list[Path], names: list[str]) -> None:
             dst.attrs.update(vmc_version=__version__, created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
             for d, name in zip(run_dirs, names):
                 g = dst.create_group(f"runs/{name}")
-                with open_h5(_energies_file(d)) as src:
+                with open_h5(energies_file(d)) as src:
                     for key in ("systems", "geometries", "eos"):
                         if key in src:
                             src.copy(src[key], g, name=key)

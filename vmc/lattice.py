@@ -1,6 +1,6 @@
 """Lattice geometry: reciprocal lattices, supercells, k-point folding and twist sets.
 
-Conventions (DESIGN.md section 3): lattice vectors are the ROWS of a (3, 3) matrix, in bohr;
+Conventions (docs/physics.md): lattice vectors are the ROWS of a (3, 3) matrix, in bohr;
 reciprocal lattice vectors are rows too, with a_i . b_j = 2 pi delta_ij. A twist is given in
 fractional coordinates of the supercell reciprocal lattice.
 """

@@ -26,7 +26,7 @@ import numpy as np
 from pyscf.data import nist
 
 from vmc import __version__, cohesive, compare, eos, figures
-from vmc.errors import InputError, OutputError
+from vmc.errors import InputError, OutputError, os_reason
 from vmc.progress import format_energy
 from vmc.runs import RunRecord, labels, read_run
 
@@ -323,7 +323,7 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None,
         report = out_dir / "report.html"
         _atomic_write(report, _html(page, "vmc report: " + ", ".join(r.label for r in runs)).encode())
     except OSError as e:
-        raise OutputError(f"--out {out_dir}: the report could not be written ({e.strerror or e})") from None
+        raise OutputError(f"--out {out_dir}: the report could not be written ({os_reason(e)})") from None
     return report
 
 

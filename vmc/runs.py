@@ -118,6 +118,14 @@ def _dig(mapping, keys):
     return mapping
 
 
+def energies_file(run_dir: str | Path) -> Path:
+    """RUN_DIR/energies.h5; InputError when the directory has none."""
+    path = Path(run_dir) / "energies.h5"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a run directory (no energies.h5)")
+    return path
+
+
 def labels(paths: list[Path]) -> list[str]:
     """Directory names, made unique with a counter where two share one."""
     out, seen = [], {}
@@ -131,8 +139,7 @@ def labels(paths: list[Path]) -> list[str]:
 def read_run(run_dir: str | Path, label: str | None = None, attempts: int = 5) -> RunRecord:
     """The run directory's energies.h5; InputError when there is none or it cannot be read."""
     path = Path(run_dir)
-    if not (path / "energies.h5").is_file():
-        raise InputError(f"{run_dir}: not a run directory (no energies.h5)")
+    energies_file(path)
     for attempt in range(attempts):
         try:
             return _read(path, label or path.resolve().name)

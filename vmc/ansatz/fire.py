@@ -1,4 +1,4 @@
-"""`fire`: finite-range embeddings with transferable orbitals (DESIGN.md section 6).
+"""`fire`: finite-range embeddings with transferable orbitals (docs/physics.md, "fire").
 
 Embedding. Electron i starts from a sum over the nuclei within the cutoff c (every periodic
 image, for crystals) of element-aware filters of the displacement, then passes messages
