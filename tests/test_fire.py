@@ -44,7 +44,7 @@ def test_antisymmetry(x64, wavefunction, system):
     assert abs(_phase_and_logabs(ansatz, params, data, swapped)[1] - log0) > 1e-6
 
 
-@pytest.mark.parametrize("overrides", [{}, {"model.fire.cutoff": None}])
+@pytest.mark.parametrize("overrides", [{}, {"model.fire.cutoff": None, "model.fire.implementation": "dense"}])
 def test_continuous_across_cell_corners(x64, wavefunction, overrides):
     """psi is continuous where an electron leaves the simulation cell through a corner and
     re-enters at the opposite one: the orbital image sums must reach the atoms near the
@@ -64,8 +64,9 @@ def test_continuous_across_cell_corners(x64, wavefunction, overrides):
 def _embedding(cutoff, rounds=1):
     """The embedding network alone, h (n_el, embedding_dim), at the tiny test sizes."""
     cfg = make_config(None, {"model.fire.embedding_dim": 8, "model.fire.filter_dim": 4, "model.fire.n_gaussians": 4,
-                             "model.fire.cutoff": cutoff, "model.fire.message_passing_rounds": rounds}).model.fire
-    return hk.without_apply_rng(hk.transform(lambda data, r: fire.FiniteRangeEmbedding(cfg, n_elements=2)(data, r)))
+                             "model.fire.cutoff": cutoff, "model.fire.message_passing_rounds": rounds,
+                             "model.fire.implementation": "dense"}).model.fire
+    return hk.without_apply_rng(hk.transform(lambda data, r: fire.FiniteRangeEmbedding(cfg, n_elements=2)("dense", data, r)))
 
 
 @pytest.mark.parametrize("system, direction", [("LiH", (0.6, 0.8, 0.0)), (CHAIN, (0.0, 1.0, 0.0))])
@@ -121,7 +122,7 @@ def test_local_energy_continuous_across_cutoff(x64, wavefunction, monkeypatch, c
         monkeypatch.setattr(fire, "smooth_cutoff", _c1_cutoff)
     cutoff = 3.0
     _, ansatz, data, params, r = wavefunction("LiH", "fire", seed=2, overrides={"model.fire.cutoff": cutoff})
-    e_l = jax.jit(lambda r: make_local_energy(ansatz.log_psi)(params, data, r).real)
+    e_l = jax.jit(lambda r: make_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic)(params, data, r).real)
     r = r[0]
     u = jnp.array([0.0, 0.6, 0.8])
     at = lambda s: float(e_l(r.at[3].set(r[0] + s * u)))  # noqa: E731
@@ -159,8 +160,9 @@ def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     """Every weight matrix of `fire` applied per electron, per pair or per (electron, atom,
     image) lands in a Kronecker-factored (repeated) dense block of kfac-jax; the descriptor
     maps, which do not depend on the walker, get diagonal blocks."""
-    _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4, overrides={"model.fire.orbital_mlp": orbital_mlp})
-    loss = make_energy_loss(ansatz.log_psi, make_batch_local_energy(ansatz.log_psi), clip_width=5.0)
+    overrides = {"model.fire.orbital_mlp": orbital_mlp, "model.fire.implementation": "sparse" if orbital_mlp == "joint" else "dense"}
+    _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4, overrides=overrides)
+    loss = make_energy_loss(ansatz.log_psi, make_batch_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic), clip_width=5.0)
     optimizer = make_optimizer(loss, make_config(None, {}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))
     optimizer.init(parallel.replicate(params), jax.random.PRNGKey(0), batch)
@@ -180,7 +182,7 @@ def test_kfac_shares_one_state_across_system_sizes(wavefunction):
     """Shared training steps ONE KFAC state over chains of 2 and 6 electrons in turn (their
     system data differ in static structure, which one kfac-jax optimizer refuses)."""
     systems = [wavefunction(dict(CHAIN, supercell=[n, 1, 1]), "fire", walkers=4) for n in (1, 3)]
-    loss = make_energy_loss(systems[0][1].log_psi, make_batch_local_energy(systems[0][1].log_psi), clip_width=5.0)
+    loss = make_energy_loss(systems[0][1].log_psi, make_batch_local_energy(systems[0][1].log_psi, kinetic=systems[0][1].kinetic), clip_width=5.0)
     optimizer = make_optimizer(loss, make_config(None, {}).optimization)
     batches = [(parallel.replicate(data), parallel.shard(np.asarray(r))) for _, _, data, _, r in systems]
     params = parallel.replicate(systems[0][3])

@@ -37,7 +37,7 @@ def test_samples_hydrogen_ground_state_density(x64):
     key, width, means, accept = jax.random.PRNGKey(0), 0.5, [], []
     for t in range(300):
         key, sub = jax.random.split(key)
-        walkers, pmove = sample(None, data, walkers, sub, width)
+        walkers, pmove, _ = sample(None, data, walkers, sub, width)
         width = adapt_width(width, float(pmove), 0.5)
         if t >= 50:
             means.append(float(jnp.mean(jnp.linalg.norm(walkers[:, 0], axis=-1))))

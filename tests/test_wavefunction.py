@@ -7,18 +7,21 @@ import pytest
 from vmc.hamiltonian import make_kinetic_energy, make_kinetic_energy_hessian, make_local_energy
 
 CHAIN = {"name": "hydrogen_chain", "supercell": [2, 1, 1], "twists": [[0.25, 0, 0]]}
-NO_CUTOFF = {"model.fire.cutoff": None}
-FACTORED = {"model.fire.orbital_mlp": "factored"}
+NO_CUTOFF = {"model.fire.cutoff": None, "model.fire.implementation": "dense"}
+FACTORED = {"model.fire.orbital_mlp": "factored", "model.fire.implementation": "dense"}
+DENSE = {"model.fire.implementation": "dense"}
 
 
 @pytest.mark.parametrize("model, system, overrides", [
     ("hf", "LiH", {}), ("slater_jastrow", "H2", {}), ("hf", CHAIN, {}), ("slater_jastrow", CHAIN, {}),
-    ("fire", "LiH", {}), ("fire", CHAIN, {}), ("fire", "LiH", NO_CUTOFF), ("fire", CHAIN, NO_CUTOFF),
-    ("fire", CHAIN, FACTORED),
+    ("fire", "LiH", {}), ("fire", CHAIN, {}), ("fire", "LiH", DENSE), ("fire", CHAIN, DENSE), ("fire", "LiH", NO_CUTOFF),
+    ("fire", CHAIN, NO_CUTOFF), ("fire", CHAIN, FACTORED),
 ])
 def test_forward_laplacian_equals_hessian(x64, wavefunction, model, system, overrides):
+    """The kinetic energy the ansatz uses (its own for sparse `fire`, folx's forward Laplacian
+    otherwise) against the full Hessian of its log psi."""
     _, ansatz, data, params, r = wavefunction(system, model, overrides=overrides)
-    folx_k = jax.jit(make_kinetic_energy(ansatz.log_psi))(params, data, r[0])
+    folx_k = jax.jit(ansatz.kinetic or make_kinetic_energy(ansatz.log_psi))(params, data, r[0])
     hess_k = jax.jit(make_kinetic_energy_hessian(ansatz.log_psi))(params, data, r[0])
     np.testing.assert_allclose(folx_k, hess_k, rtol=1e-8, atol=1e-8)
 
@@ -29,7 +32,7 @@ def test_twisted_boundary_conditions(x64, wavefunction, model, overrides):
     system, ansatz, data, params, r = wavefunction(CHAIN, model, overrides=overrides)
     r = r[0]
     k = system.twist_cartesian
-    log_psi, local_energy = jax.jit(ansatz.log_psi), jax.jit(make_local_energy(ansatz.log_psi))
+    log_psi, local_energy = jax.jit(ansatz.log_psi), jax.jit(make_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic))
     for i, n in [(0, (1, 0, 0)), (2, (-2, 1, 0)), (3, (0, 0, 1))]:
         shift = np.array(n, dtype=float) @ system.lattice
         moved = r.at[i].add(shift)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vmc.errors import InputError
 
@@ -56,6 +56,16 @@ class FireConfig(_Section):
     # g_geom(r_i - R_A - L) * g_emb(h_i), so the sum over atoms and images depends on r_i alone
     # and its Laplacian carries 3 tangents instead of 3 n_el
     orbital_mlp: Literal["joint", "factored"] = "joint"
+    # sparse: neighbour lists and a per-electron Laplacian (docs/physics.md, "Sparse fire");
+    # dense: every pair, masked by the cutoff (the reference). Same parameters, same function.
+    implementation: Literal["sparse", "dense"] = "sparse"
+
+    @model_validator(mode="after")
+    def _sparse_needs_finite_range(self):
+        if self.implementation == "sparse" and (self.cutoff is None or self.message_passing_rounds > 1 or self.orbital_mlp != "joint"):
+            raise ValueError("implementation 'sparse' needs a finite cutoff, message_passing_rounds <= 1 and orbital_mlp "
+                             "'joint'; set model.fire.implementation: dense")
+        return self
 
 
 class ModelConfig(_Section):
@@ -155,8 +165,8 @@ def validation_message(error: pydantic.ValidationError, prefix: str = "") -> str
     loc = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "" and not _type_tag(p))
     if first["type"] == "extra_forbidden":
         return f"config key '{loc}': unknown key"
-    msg = first["msg"]
-    if "input" in first and first["type"] not in ("missing",):
+    msg = first["msg"].removeprefix("Value error, ")
+    if "input" in first and first["type"] not in ("missing", "value_error"):
         return f"config key '{loc}': {msg} (got {first['input']!r})"
     return f"config key '{loc}': {msg}"
 

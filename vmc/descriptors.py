@@ -25,6 +25,7 @@ import numpy as np
 import scipy.linalg
 
 from vmc import lattice as lat
+from vmc.neighbours import Capacities
 from vmc.systems import System
 
 
@@ -36,6 +37,8 @@ class FireFeatures:
     images: (n_L, 3) simulation-cell vectors covering the embedding cutoff ([0] for molecules);
     orbital_images: (n_M, 3) vectors covering the orbital cutoff, orbital_phase: (n_M,) e^{i k_s.L};
     orbital_cutoff: () bohr;
+    capacities: neighbour-list sizes of the sparse network (vmc/neighbours.py), static; None:
+        every candidate (no walker can overflow), until `vmc.ansatz.fire` sizes them to walkers.
     coefficients: (n_orb, n_atoms, n_slots) localized-orbital coefficients on each atom's AOs;
     geometry: (n_orb, n_atoms, 4) atom image nearest the orbital centre minus the centre, and
         its length; image_phase: (n_orb, n_atoms) e^{-i k_s.L*} of that image.
@@ -48,6 +51,7 @@ class FireFeatures:
     coefficients: tuple
     geometry: tuple
     image_phase: tuple
+    capacities: Capacities | None = dataclasses.field(default=None, metadata=dict(static=True))
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,11 +11,12 @@ from vmc.loss import energy_stats
 
 
 def make_eval_step(sample: Callable, batch_local_energy: Callable):
-    """pmapped step(params, data, walkers, key, width) -> (walkers, acceptance, mean E_L, variance)."""
+    """pmapped step(params, data, walkers, key, width) -> (walkers, acceptance, mean E_L,
+    variance, needed neighbour-list sizes (see vmc.mcmc.make_mcmc_step))."""
 
     def step(params, data, walkers, key, width):
-        walkers, pmove = sample(params, data, walkers, key, width)
+        walkers, pmove, needed = sample(params, data, walkers, key, width)
         stats = energy_stats(batch_local_energy(params, data, walkers))
-        return walkers, parallel.pmean(pmove), stats.energy, stats.variance
+        return walkers, parallel.pmean(pmove), stats.energy, stats.variance, parallel.pmax(needed)
 
     return jax.pmap(step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))

@@ -88,9 +88,14 @@ def make_kinetic_energy_hessian(log_psi: Callable) -> Callable:
     return kinetic
 
 
-def make_local_energy(log_psi: Callable, sparsity_threshold: int = SPARSITY) -> Callable:
-    """local_energy(params, data, r) -> complex E_L (hartree, whole simulation cell) of one walker."""
-    kinetic = make_kinetic_energy(log_psi, sparsity_threshold)
+def make_local_energy(log_psi: Callable, sparsity_threshold: int = SPARSITY, kinetic: Callable | None = None) -> Callable:
+    """local_energy(params, data, r) -> complex E_L (hartree, whole simulation cell) of one walker.
+
+    kinetic: the ansatz's own kinetic energy (`Ansatz.kinetic`), if it has one; otherwise
+    folx's forward Laplacian of log_psi.
+    """
+    if kinetic is None:
+        kinetic = make_kinetic_energy(log_psi, sparsity_threshold)
 
     def local_energy(params, data, r):
         return kinetic(params, data, r) + potential_energy(data, r)
@@ -98,13 +103,14 @@ def make_local_energy(log_psi: Callable, sparsity_threshold: int = SPARSITY) -> 
     return local_energy
 
 
-def make_batch_local_energy(log_psi: Callable, batch_size: int | None = None, sparsity_threshold: int = SPARSITY) -> Callable:
+def make_batch_local_energy(log_psi: Callable, batch_size: int | None = None, sparsity_threshold: int = SPARSITY,
+                            kinetic: Callable | None = None) -> Callable:
     """local_energies(params, data, walkers (B, n_el, 3)) -> (B,) complex E_L (hartree).
 
     batch_size: walkers whose Laplacians are computed at once (None: all B); bounds the
     memory of the forward Laplacian, which grows with walkers x electrons x basis.
     """
-    local_energy = make_local_energy(log_psi, sparsity_threshold)
+    local_energy = make_local_energy(log_psi, sparsity_threshold, kinetic)
 
     def local_energies(params, data, walkers):
         if batch_size is None or batch_size >= walkers.shape[0]:

@@ -15,20 +15,30 @@ from vmc.geometry import wrap
 from vmc.systems import System
 
 
-def make_mcmc_step(log_psi: Callable, n_steps: int) -> Callable:
-    """sample(params, data, walkers (B, n_el, 3), key, width) -> (walkers, acceptance rate).
+def make_mcmc_step(log_psi: Callable, n_steps: int, counts: Callable | None = None) -> Callable:
+    """sample(params, data, walkers (B, n_el, 3), key, width) -> (walkers, acceptance rate, needed).
 
     `n_steps` Metropolis steps, each moving all electrons of a walker at once by a Gaussian of
     standard deviation `width` (bohr). Crystal walkers are wrapped into the simulation cell,
     which leaves |psi|^2 unchanged.
+
+    counts(data, r) -> (m,) int: the neighbour-list sizes a configuration needs
+    (`Ansatz.neighbour_counts`); `needed` is their maximum over every configuration log_psi
+    was evaluated at, the proposals included, so the caller can tell whether a list was too
+    short anywhere (then it recomputes with larger lists). Without `counts`, needed is (0,).
     """
 
     def log_prob(params, data, walkers):
         return 2.0 * jax.vmap(lambda r: log_psi(params, data, r)[1])(walkers)
 
+    def needed_by(data, walkers):
+        if counts is None:
+            return jnp.zeros((0,), jnp.int32)
+        return jnp.max(jax.vmap(lambda r: counts(data, r))(walkers), 0).astype(jnp.int32)
+
     def sample(params, data, walkers, key, width):
         def step(carry, key):
-            walkers, lp, accepted = carry
+            walkers, lp, accepted, needed = carry
             k_move, k_accept = jax.random.split(key)
             proposal = wrap(walkers + width * jax.random.normal(k_move, walkers.shape, walkers.dtype), data.cell)
             lp_new = log_prob(params, data, proposal)
@@ -36,11 +46,12 @@ def make_mcmc_step(log_psi: Callable, n_steps: int) -> Callable:
             accept = jnp.log(u) < lp_new - lp
             walkers = jnp.where(accept[:, None, None], proposal, walkers)
             lp = jnp.where(accept, lp_new, lp)
-            return (walkers, lp, accepted + jnp.mean(accept)), None
+            return (walkers, lp, accepted + jnp.mean(accept), jnp.maximum(needed, needed_by(data, proposal))), None
 
         lp = log_prob(params, data, walkers)
-        (walkers, _, accepted), _ = jax.lax.scan(step, (walkers, lp, jnp.zeros((), lp.dtype)), jax.random.split(key, n_steps))
-        return walkers, accepted / n_steps
+        carry = (walkers, lp, jnp.zeros((), lp.dtype), needed_by(data, walkers))
+        (walkers, _, accepted, needed), _ = jax.lax.scan(step, carry, jax.random.split(key, n_steps))
+        return walkers, accepted / n_steps, needed
 
     return sample
 

@@ -3,7 +3,9 @@
 Layout (energies in hartree; "whole" means the whole simulation cell):
     /                         attrs: vmc_version, created, config (resolved YAML text)
     /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...),
-                                     hf_energy (whole cell), hf_energy_per_cell: the HF baseline
+                                     hf_energy (whole cell), hf_energy_per_cell: the HF baseline;
+                                     sparse `fire`: neighbour_lists (names), neighbour_capacities
+                                     (list sizes), recompiles (times a walker outgrew them)
         train                 table (n,), one row per accepted optimization step, fields:
                                 step       int64, optimization step
                                 energy     mean local energy of the step, whole cell
@@ -118,6 +120,19 @@ class EnergyFile:
             d = f[f"systems/{system_id}/train"]
             d.resize((d.shape[0] + 1,))
             d[-1:] = row
+
+    def recompiles(self, system_id: str) -> int:
+        with open_h5(self.path) as f:
+            return int(f["systems"][system_id].attrs.get("recompiles", 0))
+
+    @_writes
+    def write_lists(self, system_id: str, fields: tuple[str, ...], capacities: tuple[int, ...], recompiles: int) -> None:
+        """Neighbour-list capacities of sparse `fire` and how often a walker outgrew them."""
+        with open_h5(self.path, "a") as f:
+            g = f["systems"][system_id]
+            g.attrs["neighbour_lists"] = ", ".join(fields)
+            g.attrs["neighbour_capacities"] = np.array(capacities, np.int64)
+            g.attrs["recompiles"] = recompiles
 
     @_writes
     def count_rejected(self, system_id: str) -> None:

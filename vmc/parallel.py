@@ -102,6 +102,12 @@ def pmean(x):
     return jax.lax.pmean(x, AXIS)
 
 
+def pmax(x):
+    """Maximum over every device of every host (e.g. neighbour-list sizes, which must agree
+    everywhere: they are array shapes)."""
+    return jax.lax.pmax(x, AXIS)
+
+
 def gather_flat(x: jax.Array) -> jax.Array:
     """All devices' values of a per-device batch, flattened (for exact medians)."""
     return jnp.reshape(jax.lax.all_gather(x, AXIS), (-1,))

@@ -38,7 +38,7 @@ def make_pretrain_step(ansatz: Ansatz, mcmc_steps: int, learning_rate: float):
     loss_fn = orbital_loss(ansatz)
 
     def step(params, opt_state, data, walkers, key, width):
-        walkers, pmove = sample_hf({}, data, walkers, key, width)
+        walkers, pmove, _ = sample_hf({}, data, walkers, key, width)
         loss, grads = jax.value_and_grad(loss_fn)(params, data, walkers)
         grads = parallel.pmean(grads)
         updates, opt_state = tx.update(grads, opt_state, params)

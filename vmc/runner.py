@@ -93,9 +93,9 @@ class Run:
         self.samplers = [self._init_sampler(i) for i in range(len(self.systems))]
         self.params = parallel.replicate(self._init_params())
 
-        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, config.local_energy_batch)
-        self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, config.mcmc.steps)
-        self.sample = jax.pmap(self.mcmc_step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))
+        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, config.local_energy_batch, kinetic=self.ansatz.kinetic)
+        self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, config.mcmc.steps, self.ansatz.neighbour_counts)
+        self.sample = jax.pmap(lambda *args: self._global_needed(self.mcmc_step(*args)), axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))
         self.scheduler = Scheduler(system_weights(self.systems))
 
         try:
@@ -103,6 +103,9 @@ class Run:
         except OSError as e:
             raise OutputError(f"{self.run_dir / 'config.yaml'} could not be written ({os_reason(e)})") from None
         self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text, [b.energy for b in self.baselines])
+        self.recompiles = [self.energies.recompiles(s.id) for s in self.systems]
+        for i in range(len(self.systems)):
+            self._size_lists(i)
 
     def close(self) -> None:
         """Releases the run directory (also done by the OS when the process ends)."""
@@ -143,6 +146,43 @@ class Run:
     def batch(self, i: int):
         return self.data[i], self.samplers[i].walkers
 
+    # ------------------------------------------------------------------ neighbour lists
+
+    @staticmethod
+    def _global_needed(out):
+        walkers, pmove, needed = out
+        return walkers, pmove, parallel.pmax(needed)
+
+    def _size_lists(self, i: int) -> None:
+        """Sizes system i's neighbour lists (sparse `fire`, vmc/neighbours.py) to its walkers."""
+        if self.ansatz.resize is None:
+            return
+        counts = jax.pmap(lambda d, w: parallel.pmax(jnp.max(jax.vmap(lambda r: self.ansatz.neighbour_counts(d, r))(w), 0)),
+                          axis_name=parallel.AXIS)
+        self.data[i] = self.ansatz.resize(self.data[i], np.asarray(counts(self.data[i], self.samplers[i].walkers))[0])
+        self._record_lists(i)
+
+    def _lists_held(self, i: int, needed) -> bool:
+        """Whether system i's neighbour lists held every configuration a computation evaluated
+        (`needed`: per device, the same on all). If not they grow, the next call recompiles,
+        and the caller must redo the computation: nothing it produced is used."""
+        if self.ansatz.resize is None:
+            return True
+        data = self.ansatz.resize(self.data[i], np.asarray(needed)[0])
+        if data is self.data[i]:
+            return True
+        self.data[i] = data
+        self.recompiles[i] += 1
+        log(f"{self.systems[i].id}: a walker needed longer neighbour lists; now {data.features.capacities} "
+            f"(recompile {self.recompiles[i]})")
+        self._record_lists(i)
+        return False
+
+    def _record_lists(self, i: int) -> None:
+        caps = self.data[i].features.capacities
+        if jax.process_index() == 0:
+            self.energies.write_lists(self.systems[i].id, caps.FIELDS, caps.as_tuple(), self.recompiles[i])
+
     # ------------------------------------------------------------------ phases
 
     def pretrain(self) -> None:
@@ -169,7 +209,11 @@ class Run:
         with Progress(n_steps * len(self.systems), "burn-in") as progress:
             for i, s in enumerate(self.samplers):
                 for t in range(n_steps):
-                    s.walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("burn_in", t, i)), s.width)
+                    while True:
+                        walkers, pmove, needed = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("burn_in", t, i)), s.width)
+                        if self._lists_held(i, needed):
+                            break
+                    s.walkers = walkers
                     s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
                     progress.update(pmove=float(pmove[0]))
 
@@ -177,7 +221,10 @@ class Run:
         """Samples system i and computes step t's update without committing either.
         Returns (walkers, params, opt_state, energy, variance, pmove)."""
         s = self.samplers[i]
-        walkers, pmove = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("sample", t, i, attempt=attempt)), s.width)
+        while True:
+            walkers, pmove, needed = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("sample", t, i, attempt=attempt)), s.width)
+            if self._lists_held(i, needed):
+                break
         # the optimizers donate their inputs: they get copies, so a rejected step leaves ours valid
         params, opt_state, stats = optimizer.step(parallel.copy(self.params), parallel.copy(opt_state),
                                                   self.key("optimizer", t, i, attempt=attempt), (self.data[i], walkers))
@@ -240,7 +287,11 @@ class Run:
             energies = []
             with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
                 for t in range(cfg.burn_in + cfg.steps):
-                    s.walkers, pmove, energy, _ = step(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("evaluate", t, i)), s.width)
+                    while True:
+                        walkers, pmove, energy, _, needed = step(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("evaluate", t, i)), s.width)
+                        if self._lists_held(i, needed):
+                            break
+                    s.walkers = walkers
                     if t < cfg.burn_in:
                         s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
                         progress.update(pmove=float(pmove[0]))
@@ -305,6 +356,8 @@ class Run:
                     raise InputError(f"{path}: its walkers do not fit this run (system {system.id!r}, mcmc.walkers, device count)")
                 sampler.walkers = parallel.shard(saved["walkers"])
                 sampler.width = float(saved["width"])
+            for i in range(len(self.systems)):
+                self._size_lists(i)
             self.scheduler = Scheduler(self.scheduler.weights, state["scheduler"])
             log(f"resuming from {path} (step {state['step']})")
             opt_state = None if opt_state_template is None else parallel.replicate(state["opt_state"])

@@ -30,6 +30,11 @@ class Ansatz:
         for a full determinant (`full_determinant`), whose diagonal blocks are fitted.
     prepare(system, baseline) -> (baseline, features): the HF orbitals the ansatz works with
         (e.g. localized ones, also the pretraining targets) and its part of SystemData.
+    kinetic(params, data, r) -> complex kinetic local energy (hartree) of one walker, where
+        the ansatz computes it itself (sparse `fire`); None: folx's forward Laplacian of log_psi.
+    neighbour_counts(data, r) -> (m,) int: list sizes walker r needs (sparse `fire`), and
+    resize(data, needed (m,)) -> data whose capacities hold `needed` (the same object if they
+        already do); None for ansätze without neighbour lists.
     """
 
     name: str
@@ -38,6 +43,9 @@ class Ansatz:
     orbitals: Callable[[Params, Any, jax.Array], list[jax.Array]]
     full_determinant: bool = False
     prepare: Callable[..., tuple[Any, Any]] = lambda system, baseline: (baseline, None)
+    kinetic: Callable | None = None
+    neighbour_counts: Callable | None = None
+    resize: Callable | None = None
 
 
 def haiku_ansatz(name: str, forward: Callable, prepare: Callable | None = None) -> Ansatz:
