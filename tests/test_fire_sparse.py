@@ -10,7 +10,7 @@ import pytest
 from vmc import neighbours
 from vmc.ansatz import make_ansatz
 from vmc.config import make_config
-from vmc.hamiltonian import make_local_energy, potential_energy
+from vmc.hamiltonian import make_local_energy
 from vmc.mcmc import make_mcmc_step
 
 CHAIN = {"name": "hydrogen_chain", "supercell": [2, 1, 1], "twists": [[0.25, 0, 0]]}  # 7.2-bohr cell
