@@ -57,11 +57,10 @@ class Capacities:
 @dataclasses.dataclass(frozen=True)
 class AtomPairs:
     """Per electron (leading axes (..., n_el)): the first `capacity` (atom, image) pairs
-    within a radius. atom, image: (..., C) int; offset: (..., C, 3) bohr, with
-    r_i - R_atom + offset the pair's displacement; valid: (..., C) bool."""
+    within a radius. atom: (..., C) int; offset: (..., C, 3) bohr, with r_i - R_atom + offset
+    the pair's displacement (it holds the image, and so its Bloch phase); valid: (..., C) bool."""
 
     atom: jax.Array
-    image: jax.Array
     offset: jax.Array
     valid: jax.Array
 
@@ -120,7 +119,7 @@ def atom_pairs(r, atoms, images, cell, radius, capacity: int, sign: float = 1.0)
     atom = idx // n_l
     off = jnp.take_along_axis(offset.reshape(r.shape[0], -1, 3), idx[..., None], axis=1)
     far = atoms[atom] - r[:, None, :] + _far(radius, r.dtype)
-    return AtomPairs(atom, idx % n_l, jnp.where(valid[..., None], off, far), valid), jnp.sum(inside, -1)
+    return AtomPairs(atom, jnp.where(valid[..., None], off, far), valid), jnp.sum(inside, -1)
 
 
 def _far(radius, dtype) -> jax.Array:
