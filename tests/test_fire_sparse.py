@@ -2,6 +2,8 @@
 same parameters give the same log|psi|, phase, local energy and parameter gradient; and a
 walker that outgrows a neighbour list is recomputed with a longer one, never truncated."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,7 +15,8 @@ from vmc.config import make_config
 from vmc.hamiltonian import make_local_energy
 from vmc.mcmc import make_mcmc_step
 
-CHAIN = {"name": "hydrogen_chain", "supercell": [2, 1, 1], "twists": [[0.25, 0, 0]]}  # 7.2-bohr cell
+CHAIN = {"name": "hydrogen_chain", "supercell": [2, 1, 1], "twists": [[0.25, 0, 0]]}  # 7.2-bohr cell, complex
+REAL_CHAIN = dict(CHAIN, twists=[[0.5, 0, 0]])  # every Bloch phase +-1: real orbitals
 LIH_CELL = {"name": "lih_rocksalt", "lattice_constant": 7.674, "twists": [[0.5, 0.25, 0]]}
 
 
@@ -49,7 +52,7 @@ def _compare(sparse, dense, params, data, walkers):
 @pytest.mark.parametrize("system, overrides", [
     pytest.param("LiH", {}, marks=pytest.mark.slow),
     pytest.param(CHAIN, {"model.fire.cutoff": 3.0}, marks=pytest.mark.slow),  # below half the cell
-    (CHAIN, {"model.fire.cutoff": 5.0}),  # beyond half the cell: images of i and of j are pairs too
+    (REAL_CHAIN, {"model.fire.cutoff": 5.0}),  # beyond half the cell: images of i and of j are pairs too
     (LIH_CELL, {"model.determinants": 2}),
     pytest.param(dict(LIH_CELL, supercell=[2, 2, 2]), {}, marks=pytest.mark.slow),
 ])
@@ -61,6 +64,36 @@ def test_sparse_equals_dense(x64, wavefunction, system, overrides):
     params = jax.tree.map(lambda x: x.astype(jnp.float64) + 0.1 * jax.random.normal(jax.random.PRNGKey(1), x.shape, jnp.float64), params)
     data = _sized(sparse, data, walkers)
     _compare(sparse, dense, params, data, walkers)
+
+
+def test_real_twist_computes_real_orbitals_with_the_complex_values(x64, wavefunction):
+    """At a twist where every Bloch phase is +-1 the features are real, and the network's
+    real arithmetic gives what the complex arithmetic gives for the same features held as
+    complex numbers: log|psi|, the sign as a phase, and E_L. (The dense network's real
+    path is checked against the sparse one in test_sparse_equals_dense, REAL_CHAIN.)"""
+    from vmc.descriptors import real_phases
+
+    system, sparse, data, params, walkers = wavefunction(REAL_CHAIN, "fire", walkers=2, seed=3, overrides={"model.fire.cutoff": 3.0})
+    assert real_phases(system)
+    feats = data.features
+    assert not any(jnp.iscomplexobj(x) for x in (feats.orbital_phase, *feats.coefficients, *feats.image_phase))
+    as_complex = lambda x: x.astype(jnp.complex128)  # noqa: E731
+    complex_data = dataclasses.replace(data, features=dataclasses.replace(
+        feats, orbital_phase=as_complex(feats.orbital_phase), coefficients=tuple(map(as_complex, feats.coefficients)),
+        image_phase=tuple(map(as_complex, feats.image_phase))))
+    params = jax.tree.map(lambda x: x.astype(jnp.float64) + 0.1 * jax.random.normal(jax.random.PRNGKey(1), x.shape, jnp.float64), params)
+    e_l = make_local_energy(sparse.log_psi, kinetic=sparse.kinetic)
+
+    def everything(d):
+        d = _sized(sparse, d, walkers)
+        return jax.vmap(lambda r: (*sparse.log_psi(params, d, r), e_l(params, d, r)))(walkers)
+
+    real, cplx = everything(data), everything(complex_data)
+    assert not any(jnp.iscomplexobj(b) for b in sparse.orbitals(params, data, walkers[0]))
+    np.testing.assert_allclose(real[1], cplx[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(np.exp(1j * real[0]), np.exp(1j * cplx[0]), atol=1e-10)
+    np.testing.assert_allclose(real[2], cplx[2], rtol=1e-8, atol=1e-8)
+    assert not real_phases(wavefunction(CHAIN, "fire")[0])  # twist 1/4: complex
 
 
 def test_overflowing_walker_is_recomputed_not_truncated(x64, wavefunction, monkeypatch):

@@ -14,8 +14,10 @@ DENSE = {"model.fire.implementation": "dense"}
 
 @pytest.mark.parametrize("model, system, overrides", [
     ("hf", "LiH", {}), ("slater_jastrow", "H2", {}), ("hf", CHAIN, {}), ("slater_jastrow", CHAIN, {}),
-    ("fire", "LiH", {}), ("fire", CHAIN, {}), ("fire", "LiH", DENSE), ("fire", CHAIN, DENSE), ("fire", "LiH", NO_CUTOFF),
-    ("fire", CHAIN, NO_CUTOFF), ("fire", CHAIN, FACTORED),
+    ("fire", "LiH", {}), ("fire", CHAIN, {}), ("fire", "LiH", NO_CUTOFF), ("fire", CHAIN, NO_CUTOFF), ("fire", CHAIN, FACTORED),
+    # the dense network with a cutoff: implied by the sparse cases here and sparse == dense
+    # (tests/test_fire_sparse.py), so only in the long suite
+    pytest.param("fire", "LiH", DENSE, marks=pytest.mark.slow), pytest.param("fire", CHAIN, DENSE, marks=pytest.mark.slow),
 ])
 def test_forward_laplacian_equals_hessian(x64, wavefunction, model, system, overrides):
     """The kinetic energy the ansatz uses (its own for sparse `fire`, folx's forward Laplacian

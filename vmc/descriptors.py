@@ -36,6 +36,8 @@ class FireFeatures:
 
     images: (n_L, 3) simulation-cell vectors covering the embedding cutoff ([0] for molecules);
     orbital_images: (n_M, 3) vectors covering the orbital cutoff, orbital_phase: (n_M,) e^{i k_s.L};
+        real, as are the coefficients and image phases, where the twist and the coefficients
+        are real (`real_phases`): the network then computes real orbitals;
     orbital_cutoff: () bohr;
     capacities: neighbour-list sizes of the sparse network (vmc/neighbours.py), static; None:
         every candidate (no walker can overflow), until `vmc.ansatz.fire` sizes them to walkers.
@@ -139,6 +141,28 @@ def localize(system: System, baseline, spin: int) -> tuple[np.ndarray, np.ndarra
     return u * gauge[None, :], rows
 
 
+def real_phases(system: System) -> bool:
+    """Whether every Bloch phase e^{i k_s.L} of the system is +-1: molecules, and twists at
+    half a supercell reciprocal vector (Gamma and the other time-reversal-invariant points).
+    There the Hamiltonian is real, and so can the wavefunction be."""
+    if not system.periodic:
+        return True
+    x = system.lattice @ system.twist_cartesian / np.pi
+    return bool(np.all(np.abs(x - np.round(x)) < 1e-9))
+
+
+def _real_if_possible(coefficients: list[np.ndarray], system: System) -> list[np.ndarray]:
+    """The coefficients as real arrays where the phases and the coefficients are real (to
+    1e-10 of their largest), so that the network's orbitals are real and its arithmetic
+    real, with the same values (docs/physics.md, "fire"). Left complex otherwise."""
+    def real(c):
+        return not np.iscomplexobj(c) or c.size == 0 or np.max(np.abs(c.imag)) <= 1e-10 * np.max(np.abs(c))
+
+    if real_phases(system) and all(real(c) for c in coefficients):
+        return [c.real for c in coefficients]
+    return coefficients
+
+
 def prepare_fire(system: System, baseline, cfg, elements: list[str]):
     """Localized HF baseline (the pretraining targets) and the FireFeatures of a system."""
     slots = max(element_ao_count(e, baseline.basis_name) for e in elements)
@@ -149,13 +173,18 @@ def prepare_fire(system: System, baseline, cfg, elements: list[str]):
         c, g, p = orbital_descriptors(system, u.T @ rows, slices, slots)
         coefficients.append(c)
         geometry.append(g)
-        image_phase.append(p if system.periodic else p.real)
+        image_phase.append(p)
         rotations.append(u)
+    coefficients = _real_if_possible(coefficients, system)
+    if not np.iscomplexobj(coefficients[0]):
+        image_phase = [p.real for p in image_phase]
     orbital_cutoff = cfg.orbital_cutoff
     if system.periodic:
         images = lat.lattice_vectors_near_cell(system.lattice, cfg.cutoff) if cfg.cutoff is not None else np.zeros((1, 3))
         orbital_images = lat.lattice_vectors_near_cell(system.lattice, orbital_cutoff)
         orbital_phase = np.exp(1j * (orbital_images @ system.twist_cartesian))
+        if not np.iscomplexobj(coefficients[0]):
+            orbital_phase = orbital_phase.real
     else:
         images = orbital_images = np.zeros((1, 3))
         orbital_phase = np.ones(1)

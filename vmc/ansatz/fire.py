@@ -98,6 +98,12 @@ def _displacements(x: jax.Array, y: jax.Array, images: jax.Array, cell, cutoff: 
     return d, dist, w * (1 - self_pair)
 
 
+def bloch_phase(data, x: jax.Array) -> jax.Array:
+    """e^{i x} for x = k_s.L of simulation-cell vectors L; cos x (exactly +-1) for systems
+    whose phases are all real, which then compute real orbitals (vmc.descriptors.real_phases)."""
+    return jnp.exp(1j * x) if jnp.iscomplexobj(data.features.orbital_phase) else jnp.cos(x)
+
+
 KINDS = ("parallel", "antiparallel")
 
 
@@ -142,15 +148,33 @@ class FiniteRangeEmbedding(hk.Module):
         return jnp.stack([dense(h, self.cfg.filter_dim, f"send_{kind}_{t}", with_bias=False) for kind in KINDS], -2)
 
     @hk.transparent
+    def receive(self, h: jax.Array, t: int) -> jax.Array:
+        """Each receiver's own term of its messages in round t, from parallel and antiparallel
+        senders: (e, 2, F)."""
+        return jnp.stack([dense(h, self.cfg.filter_dim, f"receive_{kind}_{t}", with_bias=False) for kind in KINDS], -2)
+
+    @hk.transparent
+    def pair_terms(self, pair: jax.Array, w: jax.Array, send: jax.Array, receive: jax.Array, same: jax.Array, t: int) -> jax.Array:
+        """The message of every pair in round t, (e, P..., 2, F), of which only the kind of
+        the pair's spins is nonzero: pair (e, P..., 4 + n_gaussians), w and same (e, P...)
+        (cutoff weights; parallel spins), send (e, P..., 2, F) of each pair's sender,
+        receive (e, 2, F) of the receivers. A pair's message depends on its two electrons only."""
+        m = jnp.stack([dense(pair, self.cfg.filter_dim, f"pair_{kind}_{t}") for kind in KINDS], -2)
+        m = m + send + _expand(receive, w.ndim)
+        kind = jnp.stack([same, ~same], -1)
+        return jnp.tanh(m) * (w[..., None] * kind)[..., None]
+
+    @hk.transparent
+    def update(self, h: jax.Array, messages: jax.Array, t: int) -> jax.Array:
+        """h (e, D) after round t, from the summed messages (e, 2, F)."""
+        return h + jnp.tanh(dense(jnp.concatenate([h, messages.reshape(h.shape[0], -1)], -1), self.cfg.embedding_dim, f"update_{t}"))
+
+    @hk.transparent
     def message_round(self, h: jax.Array, pair: jax.Array, w: jax.Array, send: jax.Array, same: jax.Array, t: int) -> jax.Array:
         """h (e, D) of the receivers after round t; pair (e, P..., 4 + n_gaussians), w and
         same (e, P...) (cutoff weights; parallel spins), send (e, P..., 2, F) of each pair's sender."""
-        cfg, messages = self.cfg, []
-        for k, (kind, mask) in enumerate(zip(KINDS, (same, ~same))):
-            m = dense(pair, cfg.filter_dim, f"pair_{kind}_{t}") + send[..., k, :]
-            m = m + _expand(dense(h, cfg.filter_dim, f"receive_{kind}_{t}", with_bias=False), w.ndim)
-            messages.append(jnp.sum(jnp.tanh(m) * (w * mask)[..., None], axis=tuple(range(1, w.ndim))))
-        return h + jnp.tanh(dense(jnp.concatenate([h, *messages], -1), cfg.embedding_dim, f"update_{t}"))
+        terms = self.pair_terms(pair, w, send, self.receive(h, t), same, t)
+        return self.update(h, jnp.sum(terms, axis=tuple(range(1, w.ndim))), t)
 
     @hk.transparent
     def finish(self, h: jax.Array) -> jax.Array:
@@ -255,7 +279,7 @@ class TransferableOrbitals(hk.Module):
         dist = safe_norm(d)
         weight = smooth_cutoff(dist / data.features.orbital_cutoff) * valid
         if data.cell is not None:
-            weight = weight * jnp.exp(-1j * (offset @ data.cell.twist))
+            weight = weight * bloch_phase(data, -(offset @ data.cell.twist))
         return d, dist, weight
 
     def _envelopes(self, alpha, atom, dist, weight):
@@ -342,7 +366,7 @@ class TransferableOrbitals(hk.Module):
         shift_phase = jnp.ones(d.shape[:2])
         if data.cell is not None:
             d, shift = reduce_displacement(d, data.cell)
-            shift_phase = jnp.exp(1j * (shift @ data.cell.twist))  # (n, A)
+            shift_phase = bloch_phase(data, shift @ data.cell.twist)  # (n, A)
         d = d[:, :, None, :] - feats.orbital_images[None, None, :, :]  # (n, A, L, 3)
         dist = safe_norm(d)
         sizes = [cfg.orbital_dim, self.n_det * cfg.orbital_dim]
@@ -380,36 +404,44 @@ class SparseFire:
         self.cfg, self.embed, self.orbitals, self.jastrow = cfg, embed, orbitals, jastrow
 
     def initial(self, data, r, spin, en: AtomPairs):
-        """(h0 (e, D), send (e, 2, F) or None) of electrons r (e, 3), spin (e,), en (e, C)."""
+        """What electrons r (e, 3) with spin (e,) and pairs en (e, C) compute from their own
+        coordinates: h0 (e, D) and, with a message round, what they send and their own term
+        of what they receive, (e, 2, F) each (else None)."""
         d = r[:, None, :] - data.atoms[en.atom] + en.offset
         dist = safe_norm(d)
         w = smooth_cutoff(dist / self.cfg.cutoff) * en.valid
         h0 = self.embed("initial", data, d, dist, w, en.atom, spin)
-        return h0, (self.embed("send", h0, 0) if self.cfg.message_passing_rounds else None)
+        if not self.cfg.message_passing_rounds:
+            return h0, None, None
+        return h0, self.embed("send", h0, 0), self.embed("receive", h0, 0)
 
-    def embedding(self, r, h0, spin, partner_r, partner_send, partner_spin, offset, valid):
-        """h (e, D) after the message round and the MLP; partner_*: (e, C, ...) of each pair's
-        other electron, offset (e, C, 3) and valid (e, C) from the ElectronPairs."""
-        h = h0
-        if self.cfg.message_passing_rounds:
-            d = r[:, None, :] - partner_r + offset
-            dist = safe_norm(d)
-            w = smooth_cutoff(dist / self.cfg.cutoff) * valid
-            h = self.embed("message_round", h0, self.embed("pair_inputs", d, dist), w, partner_send, partner_spin == spin[:, None], 0)
-        return self.embed("finish", h)
+    def pair_terms(self, r, partner_r, offset, valid, partner_send, receive, same):
+        """The messages (e, C, 2, F) of the pairs of electrons r (e, 3): partner_* (e, C, ...)
+        of each pair's other electron, offset (e, C, 3) and valid (e, C) from the
+        ElectronPairs, receive (e, 2, F) from `initial`, same (e, C): parallel spins."""
+        d = r[:, None, :] - partner_r + offset
+        dist = safe_norm(d)
+        w = smooth_cutoff(dist / self.cfg.cutoff) * valid
+        return self.embed("pair_terms", self.embed("pair_inputs", d, dist), w, partner_send, receive, same, 0)
 
-    def local(self, data, r, h0, spin, partner_r, partner_send, partner_spin, offset, valid):
-        """(orbital_input(h) (e, ·), sum of the neural Jastrow over the e electrons)."""
-        h = self.embedding(r, h0, spin, partner_r, partner_send, partner_spin, offset, valid)
+    def local(self, h0, messages):
+        """(orbital_input(h) (e, ·), the neural Jastrow summed over the e electrons) from h0
+        (e, D) and the summed messages (e, 2, F) (None without a message round)."""
+        h = h0 if messages is None else self.embed("update", h0, messages, 0)
+        h = self.embed("finish", h)
         return self.orbitals("orbital_input", h), self.jastrow(h)
 
     def log_psi(self, data, r):
         n = data.n_electrons
         lists, _ = fire_lists(data, r, self.cfg.cutoff)
         spin = jnp.arange(n) < data.n_up
-        h0, send = self.initial(data, r, spin, lists.en)
-        ee = lists.ee
-        h = self.embedding(r, h0, spin, r[ee.partner], None if send is None else send[ee.partner], spin[ee.partner], ee.offset, ee.valid)
+        h0, send, receive = self.initial(data, r, spin, lists.en)
+        h = h0
+        if send is not None:
+            ee = lists.ee
+            terms = self.pair_terms(r, r[ee.partner], ee.offset, ee.valid, send[ee.partner], receive, spin[ee.partner] == spin[:, None])
+            h = self.embed("update", h0, jnp.sum(terms, 1), 0)
+        h = self.embed("finish", h)
         o = lists.orbital
         blocks = self.orbitals("rows", data, self.orbitals("maps", data), r, h, o.atom, o.offset, o.valid)
         phase, logabs = spin_blocked_log_psi(*blocks)
@@ -445,7 +477,7 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
             return orbitals("maps", data)
 
         log_psi = net.log_psi if sparse else dense_log_psi
-        stages = (net.initial, net.local, maps, row_parts, electron_cusp)
+        stages = (net.initial, net.pair_terms, net.local, maps, row_parts, electron_cusp)
         return log_psi, (log_psi, orbital_matrices, *stages)
 
     network = hk.without_apply_rng(hk.multi_transform(forward))

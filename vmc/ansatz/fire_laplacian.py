@@ -6,17 +6,20 @@ tangents through every intermediate, because it cannot see that the neighbour li
 electron i's row of the orbital matrix depend on a few electrons only. Here each stage is
 differentiated electron by electron, with folx, on the coordinates it depends on:
 
-1. h0_j and what j sends: on r_j alone (3 tangents).
-2. h_i, its orbital input p_i and its Jastrow term: on the S distinct electrons within the
-   cutoff of i (slots, 3 S tangents); the stage-1 results of the slots enter with their
-   Jacobians, as folx arrays.
-3. The orbital row Phi_i(r_i, p_i), p_i = h_i @ w_h. r_i's own 3 coordinates move r_i and
+1. h0_j, what j sends and its own term of what it receives: on r_j alone (3 tangents).
+2. The message of each pair (i, j) within the cutoff: on r_i and r_j (6 tangents; 3 for a
+   pair of i with its own image), with the stage-1 results entering as folx arrays that
+   carry their Jacobians. Summed over j, the messages of i get their Jacobian on the S
+   distinct electrons among its pairs (slots, 3 S coordinates, i's own first).
+3. h_i, its orbital input p_i and its Jastrow term, from h0_i and the summed messages: on
+   the 3 S slot coordinates, the pair-sized work being done in 2.
+4. The orbital row Phi_i(r_i, p_i), p_i = h_i @ w_h. r_i's own 3 coordinates move r_i and
    p_i: folx, 3 tangents. The other slots' coordinates x_c move p_i only, and p_i enters the
    rows through tanh(u_row + p_i) elementwise, so the Hessian H of Phi in p_i is diagonal:
        d Phi / dx_c = (d Phi / dp) . dp/dx_c,  sum_c d^2 Phi / dx_c^2 (through p) =
        sum_q H_qq sum_c (dp_q/dx_c)^2,
    two sums over the rows as costly as ONE tangent, instead of 3 (S - 1) tangents.
-4. The determinants: with A = Phi (per spin and determinant), X = A^-1 and the sparse row
+5. The determinants: with A = Phi (per spin and determinant), X = A^-1 and the sparse row
    Jacobians dA_i / dx_c,
        d log det A / dx_c = sum_i (dA_i / dx_c) . X[:, i],
        sum_c d^2 log det A / dx_c^2 = tr(X lap A) - sum_c tr(X dA/dx_c X dA/dx_c),
@@ -47,13 +50,6 @@ def _lapl(x: jax.Array, jacobian: jax.Array, laplacian: jax.Array | None = None)
     return FwdLaplArray(x, FwdJacobian(jacobian), jnp.zeros_like(x) if laplacian is None else laplacian)
 
 
-def _slot_jacobian(values_jac: jax.Array, onehot: jax.Array) -> jax.Array:
-    """Jacobian (3 S, C, ...) over the slots' coordinates of per-pair quantities whose own
-    Jacobian (C, 3, ...) is on the coordinates of the pair's slot (onehot (C, S))."""
-    jac = jnp.einsum("cs,ca...->sac...", onehot.astype(values_jac.dtype), values_jac)
-    return jac.reshape(-1, *jac.shape[2:])
-
-
 def _determinant_terms(a: jax.Array, jac: jax.Array, lap: jax.Array, coord: jax.Array, n_coords: int):
     """Per determinant k: (sign, log|det|, gradient (n_coords,), Laplacian) of log det A_k.
 
@@ -81,7 +77,8 @@ def _determinant_terms(a: jax.Array, jac: jax.Array, lap: jax.Array, coord: jax.
     return sign, logdet, grads, laps
 
 
-def make_sparse_kinetic(cfg, initial: Callable, local: Callable, maps: Callable, row_parts: Callable, cusp: Callable) -> Callable:
+def make_sparse_kinetic(cfg, initial: Callable, pair_terms: Callable, local: Callable, maps: Callable, row_parts: Callable,
+                        cusp: Callable) -> Callable:
     """kinetic(params, data, r (n_el, 3)) -> complex kinetic local energy (hartree), from the
     haiku stage functions of vmc.ansatz.fire.SparseFire (already transformed: f(params, ...))."""
 
@@ -90,48 +87,67 @@ def make_sparse_kinetic(cfg, initial: Callable, local: Callable, maps: Callable,
         n_coords = 3 * n
         lists, _ = fire_lists(data, r, cfg.cutoff)
         spin = jnp.arange(n) < n_up
+        eye3 = jnp.eye(3, dtype=r.dtype)
+        zero3 = jnp.zeros((3, 3), r.dtype)
 
         # 1. per electron, on its own coordinates
         def stage1(r_j, spin_j, en_j):
             f = lambda x: jax.tree.map(lambda y: y[0], initial(params, data, x[None], spin_j[None], jax.tree.map(lambda y: y[None], en_j)))
             return folx.forward_laplacian(f)(r_j)
 
-        h0, send = jax.vmap(stage1)(r, spin, lists.en)
-
-        # 2. per electron, on the coordinates of its slots
+        h0, send, receive = jax.vmap(stage1)(r, spin, lists.en)
         ee = lists.ee
         n_slots = ee.slots.shape[1]
-        eye3 = jnp.eye(3, dtype=r.dtype)
 
-        def stage2(i):
-            onehot = jax.nn.one_hot(ee.slot[i], n_slots)  # (C, S)
-            own = jnp.zeros((3 * n_slots, 3), r.dtype).at[:3].set(eye3)
-            r_in = _lapl(r[i], own)
+        # 2. per pair (i, j): its message depends on r_i and r_j only, 6 coordinates. A pair
+        # of i with itself (an image, or padding) has 3: its partner's Jacobians go on the own
+        # coordinates, so that the Laplacian holds the mixed terms.
+        def stage2(i, j, offset, valid):
+            own = jnp.concatenate([eye3, zero3])
+            partner = jnp.where(i == j, own, jnp.concatenate([zero3, eye3]))
+
+            def on(x, rows):  # a stage-1 output of one electron, its Jacobian placed on `rows`
+                return _lapl(x.x, jnp.einsum("ta,a...->t...", rows, x.jacobian.data), x.laplacian)
+
+            def f(r_i, r_j, send_j, receive_i):
+                return pair_terms(params, r_i[None], r_j[None, None], offset[None, None], valid[None, None],
+                                  send_j[None, None], receive_i[None], (spin[i] == spin[j])[None, None])[0, 0]
+
+            pick = lambda x, k: jax.tree.map(lambda y: y[k], x)
+            return folx.forward_laplacian(f)(_lapl(r[i], own), _lapl(r[j], partner), on(pick(send, j), partner), on(pick(receive, i), own))
+
+        if send is None:
+            messages = None
+        else:
+            electron = jnp.broadcast_to(jnp.arange(n)[:, None], ee.partner.shape)
+            terms = jax.vmap(jax.vmap(stage2))(electron, ee.partner, ee.offset, ee.valid)  # values (n, C, 2, F)
+            jac = terms.jacobian.data  # (n, C, 6, 2, F)
+            onehot = jax.nn.one_hot(ee.slot, n_slots, dtype=jac.dtype)  # (n, C, S)
+            slot_jac = jnp.einsum("ics,icaxf->isaxf", onehot, jac[:, :, 3:]).at[:, 0].add(jnp.sum(jac[:, :, :3], 1))
+            messages = (jnp.sum(terms.x, 1), slot_jac.reshape(n, 3 * n_slots, *jac.shape[3:]), jnp.sum(terms.laplacian, 1))
+
+        # 3. per electron, h_i, its orbital input p_i and its Jastrow term, on the
+        # coordinates of its slots (3 S tangents, the first 3 its own)
+        def stage3(i):
             h0_in = _lapl(h0.x[i], jnp.zeros((3 * n_slots, *h0.x.shape[1:]), r.dtype).at[:3].set(h0.jacobian.data[i]), h0.laplacian[i])
-            partner = ee.partner[i]
-            pr_in = _lapl(r[partner], _slot_jacobian(jnp.broadcast_to(eye3, (partner.shape[0], 3, 3)), onehot))
-            if send is None:
-                ps_in = None
-            else:
-                ps_in = _lapl(send.x[partner], _slot_jacobian(send.jacobian.data[partner], onehot), send.laplacian[partner])
+            m_in = None if messages is None else _lapl(messages[0][i], messages[1][i], messages[2][i])
 
-            def f(r_i, h0_i, pr, ps):
-                p, jastrow = local(params, data, r_i[None], h0_i[None], spin[i][None], pr[None],
-                                   None if ps is None else ps[None], spin[partner][None], ee.offset[i][None], ee.valid[i][None])
+            def f(h0_i, m):
+                p, jastrow = local(params, h0_i[None], None if m is None else m[None])
                 return p[0], jastrow
 
-            return folx.forward_laplacian(f)(r_in, h0_in, pr_in, ps_in)
+            return folx.forward_laplacian(f)(h0_in, m_in)
 
-        p, jastrow = jax.vmap(stage2)(jnp.arange(n))
+        p, jastrow = jax.vmap(stage3)(jnp.arange(n))
         slot_coords = 3 * ee.slots[:, :, None] + jnp.arange(3)
         coord = jnp.where(ee.slot_valid[:, :, None], slot_coords, n_coords).reshape(n, -1)  # (n, 3 S)
 
-        # 3. per electron, its orbital row from (r_i, p_i): folx on the own coordinates, which
+        # 4. per electron, its orbital row from (r_i, p_i): folx on the own coordinates, which
         # move both; the other slots move p_i only, through an elementwise tanh
         b_alpha = maps(params, data)
         o = lists.orbital
 
-        def stage3(i, block):
+        def stage4(i, block):
             jp = p.jacobian.data[i]  # (3 S, Q)
             parts = lambda x: row_parts(params, data, b_alpha, x[None], o.atom[i][None], o.offset[i][None], o.valid[i][None], block)
             r_in = _lapl(r[i], eye3)
@@ -146,7 +162,7 @@ def make_sparse_kinetic(cfg, initial: Callable, local: Callable, maps: Callable,
         for block, electrons in enumerate((jnp.arange(n_up), jnp.arange(n_up, n))):
             if electrons.shape[0] == 0:
                 continue
-            a, jac, lap = jax.vmap(lambda i: stage3(i, block))(electrons)  # (n_s, K, n_orb), (n_s, T, K, n_orb), ...
+            a, jac, lap = jax.vmap(lambda i: stage4(i, block))(electrons)  # (n_s, K, n_orb), (n_s, T, K, n_orb), ...
             terms = _determinant_terms(jnp.moveaxis(a, 0, 1), jac, lap, coord[electrons], n_coords)
             for lst, x in zip((signs, logdets, grads, laps), terms):
                 lst.append(x)
