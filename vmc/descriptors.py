@@ -176,14 +176,15 @@ def prepare_fire(system: System, baseline, cfg, elements: list[str]):
         image_phase.append(p)
         rotations.append(u)
     coefficients = _real_if_possible(coefficients, system)
-    if not np.iscomplexobj(coefficients[0]):
+    real = not np.iscomplexobj(coefficients[0])
+    if real:
         image_phase = [p.real for p in image_phase]
     orbital_cutoff = cfg.orbital_cutoff
     if system.periodic:
         images = lat.lattice_vectors_near_cell(system.lattice, cfg.cutoff) if cfg.cutoff is not None else np.zeros((1, 3))
         orbital_images = lat.lattice_vectors_near_cell(system.lattice, orbital_cutoff)
         orbital_phase = np.exp(1j * (orbital_images @ system.twist_cartesian))
-        if not np.iscomplexobj(coefficients[0]):
+        if real:
             orbital_phase = orbital_phase.real
     else:
         images = orbital_images = np.zeros((1, 3))

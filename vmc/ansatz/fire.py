@@ -424,11 +424,13 @@ class SparseFire:
         w = smooth_cutoff(dist / self.cfg.cutoff) * valid
         return self.embed("pair_terms", self.embed("pair_inputs", d, dist), w, partner_send, receive, same, 0)
 
+    def embedding(self, h0, messages):
+        """h (e, D) from h0 (e, D) and the summed messages (e, 2, F) (None without a message round)."""
+        return self.embed("finish", h0 if messages is None else self.embed("update", h0, messages, 0))
+
     def local(self, h0, messages):
-        """(orbital_input(h) (e, ·), the neural Jastrow summed over the e electrons) from h0
-        (e, D) and the summed messages (e, 2, F) (None without a message round)."""
-        h = h0 if messages is None else self.embed("update", h0, messages, 0)
-        h = self.embed("finish", h)
+        """(orbital_input(h) (e, ·), the neural Jastrow summed over the e electrons) of `embedding`."""
+        h = self.embedding(h0, messages)
         return self.orbitals("orbital_input", h), self.jastrow(h)
 
     def log_psi(self, data, r):
@@ -436,12 +438,12 @@ class SparseFire:
         lists, _ = fire_lists(data, r, self.cfg.cutoff)
         spin = jnp.arange(n) < data.n_up
         h0, send, receive = self.initial(data, r, spin, lists.en)
-        h = h0
+        messages = None
         if send is not None:
             ee = lists.ee
             terms = self.pair_terms(r, r[ee.partner], ee.offset, ee.valid, send[ee.partner], receive, spin[ee.partner] == spin[:, None])
-            h = self.embed("update", h0, jnp.sum(terms, 1), 0)
-        h = self.embed("finish", h)
+            messages = jnp.sum(terms, 1)
+        h = self.embedding(h0, messages)
         o = lists.orbital
         blocks = self.orbitals("rows", data, self.orbitals("maps", data), r, h, o.atom, o.offset, o.valid)
         phase, logabs = spin_blocked_log_psi(*blocks)
