@@ -213,8 +213,10 @@ class Linear(hk.Module):
         self.size = size
 
     def weights(self, n_in: int) -> tuple[jax.Array, jax.Array]:
-        w = hk.get_parameter("w", [n_in, self.size], init=hk.initializers.TruncatedNormal(1.0 / n_in**0.5))
-        return w, hk.get_parameter("b", [self.size], init=jnp.zeros)
+        # in the run's precision, as hk.Linear's (which takes its input's dtype)
+        dtype = jnp.asarray(0.0).dtype
+        w = hk.get_parameter("w", [n_in, self.size], dtype, init=hk.initializers.TruncatedNormal(1.0 / n_in**0.5))
+        return w, hk.get_parameter("b", [self.size], dtype, init=jnp.zeros)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         w, b = self.weights(x.shape[-1])

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import haiku as hk
 import jax
 import jax.numpy as jnp
 
+from vmc.ansatz.layers import positive
 from vmc.geometry import distance, offdiag_distance, pair_displacements
-
-
-def _softplus_param(name: str, shape, init_value: float) -> jax.Array:
-    """A positive parameter, stored as the inverse softplus of its value."""
-    raw = hk.get_parameter(name, shape, init=hk.initializers.Constant(math.log(math.expm1(init_value))))
-    return jax.nn.softplus(raw)
 
 
 def electron_cusp(data, r: jax.Array) -> jax.Array:
@@ -24,7 +17,7 @@ def electron_cusp(data, r: jax.Array) -> jax.Array:
     d = offdiag_distance(r, data.cell)
     spin = jnp.arange(n) < n_up
     same = spin[:, None] == spin[None, :]
-    a_same, a_opp = _softplus_param("a_parallel", (), 1.0), _softplus_param("a_antiparallel", (), 1.0)
+    a_same, a_opp = positive("a_parallel", (), 1.0), positive("a_antiparallel", (), 1.0)
     a = jnp.where(same, a_same, a_opp)
     c = jnp.where(same, 0.25, 0.5)
     pairs = jnp.triu(jnp.ones((n, n), bool), k=1)
@@ -35,7 +28,7 @@ def nuclear_cusp(data, r: jax.Array, n_elements: int) -> jax.Array:
     """-sum_{i,I} Z_I b r_iI / (b + r_iI): slope -Z_I at the nucleus, which Gaussian orbitals
     lack; `b` is learned per element and bounds the term's range."""
     d = distance(pair_displacements(r, data.atoms), data.cell, safe=True)  # (n_el, n_atoms)
-    b = _softplus_param("b_nuclear", (n_elements,), 0.5)[data.species]
+    b = positive("b_nuclear", (n_elements,), 0.5)[data.species]
     return -jnp.sum(data.charges * b * d / (b + d))
 
 

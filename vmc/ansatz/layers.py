@@ -38,7 +38,9 @@ def smooth_cutoff(u: jax.Array) -> jax.Array:
 def positive(name: str, shape, init: float | jax.Array) -> jax.Array:
     """A positive parameter (softplus of a free one) initialized to `init`."""
     init = jnp.broadcast_to(jnp.asarray(init, dtype=float), shape)
-    raw = hk.get_parameter(name, shape, init=lambda s, d: jnp.log(jnp.expm1(init)).astype(d))
+    # in the precision of the run (haiku's default parameter dtype is float32 even under x64)
+    dtype = jnp.asarray(0.0).dtype
+    raw = hk.get_parameter(name, shape, dtype=dtype, init=lambda s, d: jnp.log(jnp.expm1(init)).astype(d))
     return jax.nn.softplus(raw)
 
 
