@@ -20,8 +20,6 @@ import numpy as np
 from vmc import parallel
 from vmc.api import build_config
 from vmc.config import parse_override
-from vmc.loss import make_energy_loss
-from vmc.optimizers import make_optimizer
 from vmc.runner import Run
 
 
@@ -30,19 +28,17 @@ def time_steps(cfg, steps: int) -> dict:
     over `steps` steps after a warm-up step (compilation), with the run's own set-up."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp))
-        loss = make_energy_loss(run.ansatz.log_psi, run.local_energy, cfg.optimization.clip_width)
-        opt = make_optimizer(loss, run.config.optimization)
-        state = opt.init(run.params, run.key("optimizer", 0, 0, per_host=False), run.batch(0))
-        energies = jax.pmap(run.local_energy, axis_name=parallel.AXIS)
+        trainer, state = run.trainer, run.state
+        energies = parallel.pmap(trainer.local_energy, in_axes=(0, None, 0, 0))
         times, e_times = [], []
         for t in range(steps + 1):
-            s = run.samplers[0]
             t0 = time.perf_counter()
-            # the runner's own step (sampling, neighbour lists, optimizer), committed as it does
-            s.walkers, run.params, state, *_ = run._try_step(t, 0, 0, state, opt)
+            # the runner's own step function (sampling, neighbour lists, optimizer)
+            state, _ = trainer.step(state)
+            jax.block_until_ready(state.params)
             times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            jax.block_until_ready(energies(run.params, run.data[0], s.walkers))
+            jax.block_until_ready(energies(state.params, jax.random.PRNGKey(t), run.data[0], state.walkers[0]))
             e_times.append(time.perf_counter() - t0)
     return {"system": run.systems[0].id, "n_electrons": run.systems[0].n_electrons, "first_step": times[0],
             "step": float(np.median(times[1:])), "local_energy": float(np.median(e_times[1:]))}

@@ -122,7 +122,7 @@ def test_local_energy_continuous_across_cutoff(x64, wavefunction, monkeypatch, c
         monkeypatch.setattr(fire, "smooth_cutoff", _c1_cutoff)
     cutoff = 3.0
     _, ansatz, data, params, r = wavefunction("LiH", "fire", seed=2, overrides={"model.fire.cutoff": cutoff})
-    e_l = jax.jit(lambda r: make_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic)(params, data, r).real)
+    e_l = jax.jit(lambda r: make_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic)(params, jax.random.PRNGKey(0), data, r).real)
     r = r[0]
     u = jnp.array([0.0, 0.6, 0.8])
     at = lambda s: float(e_l(r.at[3].set(r[0] + s * u)))  # noqa: E731

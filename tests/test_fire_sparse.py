@@ -40,7 +40,7 @@ def _compare(sparse, dense, params, data, walkers):
     def everything(ansatz, kinetic):
         pair = lambda p, r: jnp.stack(ansatz.log_psi(p, data, r)[::-1])  # noqa: E731
         e_l = make_local_energy(ansatz.log_psi, kinetic=kinetic)
-        return jax.jit(jax.vmap(lambda p, r: (pair(p, r), e_l(p, data, r), jax.jacrev(pair)(p, r)), in_axes=(None, 0)))
+        return jax.jit(jax.vmap(lambda p, r: (pair(p, r), e_l(p, jax.random.PRNGKey(0), data, r), jax.jacrev(pair)(p, r)), in_axes=(None, 0)))
 
     got = everything(sparse, sparse.kinetic)(params, walkers)
     want = everything(dense, None)(params, walkers)
@@ -86,7 +86,7 @@ def test_real_twist_computes_real_orbitals_with_the_complex_values(x64, wavefunc
 
     def everything(d):
         d = _sized(sparse, d, walkers)
-        return jax.vmap(lambda r: (*sparse.log_psi(params, d, r), e_l(params, d, r)))(walkers)
+        return jax.vmap(lambda r: (*sparse.log_psi(params, d, r), e_l(params, jax.random.PRNGKey(0), d, r)))(walkers)
 
     real, cplx = everything(data), everything(complex_data)
     assert not any(jnp.iscomplexobj(b) for b in sparse.orbitals(params, data, walkers[0]))

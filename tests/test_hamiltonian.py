@@ -22,7 +22,7 @@ def test_hydrogen_atom_exact(x64):
     """psi = exp(-r): E_L = -1/2 everywhere."""
     data = atom_data([[0.0, 0.0, 0.0]], [1.0], 1, 0)
     log_psi = lambda params, data, r: (jnp.zeros(()), -jnp.linalg.norm(r[0] - data.atoms[0]))  # noqa: E731
-    e_l = jax.vmap(make_local_energy(log_psi), in_axes=(None, None, 0))(None, data, jnp.asarray(np.random.default_rng(0).normal(size=(50, 1, 3))))
+    e_l = jax.vmap(make_local_energy(log_psi), in_axes=(None, None, None, 0))(None, jax.random.PRNGKey(0), data, jnp.asarray(np.random.default_rng(0).normal(size=(50, 1, 3))))
     np.testing.assert_allclose(e_l.real, -0.5, atol=1e-12)
     np.testing.assert_allclose(e_l.imag, 0.0, atol=1e-12)
 
@@ -37,7 +37,7 @@ def test_complex_phase_terms(x64):
         return jnp.dot(k, r[0]), -jnp.linalg.norm(r[0])
 
     r = jnp.asarray(np.random.default_rng(1).normal(size=(20, 1, 3)))
-    e_l = jax.vmap(make_local_energy(log_psi), in_axes=(None, None, 0))(None, data, r)
+    e_l = jax.vmap(make_local_energy(log_psi), in_axes=(None, None, None, 0))(None, jax.random.PRNGKey(0), data, r)
     np.testing.assert_allclose(e_l.real, -0.5 + 0.5 * jnp.dot(k, k), atol=1e-12)
     np.testing.assert_allclose(e_l.imag, (r[:, 0] / jnp.linalg.norm(r[:, 0], axis=-1, keepdims=True)) @ k, atol=1e-12)
 

@@ -60,9 +60,10 @@ def test_stale_lock_file_does_not_block(tmp_path):
 def test_resume_check_allows_only_resumable_keys(tmp_path):
     base = _resolved()
     (tmp_path / "config.yaml").write_text(__import__("yaml").safe_dump(base))
-    same = _resolved({"optimization.steps": 5000, "evaluation.steps": 7, "checkpoint.every": 3, "local_energy_batch": 4})
+    same = _resolved({"optimization.steps": 5000, "evaluation.steps": 7, "checkpoint.every": 3, "local_energy_batch": 4,
+                      "mcmc.walkers": 512})
     rundir.claim(tmp_path, same, lambda raw: raw).release()
-    for key, value in [("seed", 1), ("mcmc.walkers", 512), ("optimization.kfac.learning_rate", 0.1), ("precision", "float64"),
+    for key, value in [("seed", 1), ("mcmc.steps", 7), ("optimization.kfac.learning_rate", 0.1), ("precision", "float64"),
                        ("model.name", "fire"), ("mcmc.steps", 20), ("optimization.optimizer", "adam")]:
         with pytest.raises(InputError, match="holds a different run"):
             rundir.claim(tmp_path, _resolved({key: value}), lambda raw: raw)

@@ -21,7 +21,7 @@ H2_SPIN_UP = {"atoms": [["H", [0, 0, 0]], ["H", [0, 0, 1.4]]], "spin": 2}
 H2_SPIN_DOWN = dict(H2_SPIN_UP, spin=-2)
 
 
-def _potential_energies(params, data, walkers):
+def _potential_energies(params, key, data, walkers):
     """A stand-in for the local energies in the KFAC tests: the curvature and the layer
     registration depend only on log psi, and the kinetic energy's forward Laplacian would
     dominate the compile time."""
@@ -75,7 +75,7 @@ def test_empty_spin_channel(wavefunction, system, model, kfac):
     assert sys_.n_up * sys_.n_down == 0 and sys_.n_up + sys_.n_down == data.n_electrons
     blocks = ansatz.orbitals(params, data, r[0])
     assert [b.shape[1:] for b in blocks] == [(data.n_up, data.n_up), (data.n_down, data.n_down)]
-    e_l = jax.jit(make_batch_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic))(params, data, r)
+    e_l = jax.jit(make_batch_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic))(params, jax.random.PRNGKey(0), data, r)
     assert np.all(np.isfinite(np.asarray(e_l)))
     loss, grads = jax.jit(jax.value_and_grad(orbital_loss(ansatz)))(params, data, r)
     assert np.isfinite(float(loss)) and all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))

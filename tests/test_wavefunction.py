@@ -42,6 +42,6 @@ def test_twisted_boundary_conditions(x64, wavefunction, model, overrides):
         assert l1 == pytest.approx(float(l0), abs=1e-9)
         expected = np.angle(np.exp(1j * (float(p0) + k @ shift)))
         assert np.angle(np.exp(1j * float(p1))) == pytest.approx(expected, abs=1e-8)
-        e0, e1 = local_energy(params, data, r), local_energy(params, data, moved)
+        e0, e1 = local_energy(params, jax.random.PRNGKey(0), data, r), local_energy(params, jax.random.PRNGKey(0), data, moved)
         assert complex(e1) == pytest.approx(complex(e0), abs=1e-8)
     assert abs(k @ system.lattice[0]) > 1  # the twist makes the phase test non-trivial

@@ -129,9 +129,10 @@ def _restore_tree(group: h5py.Group, template, what: str, source: Path):
 
 
 def save(path: Path, *, step: int, phase: str, params, opt_state, systems: dict[str, dict[str, np.ndarray]],
-         scheduler: np.ndarray, config_text: str) -> None:
-    """Writes a checkpoint atomically. `params` and `opt_state` are single (unreplicated) copies;
-    `systems` maps a system id to its sampler state (walkers (n, n_el, 3), width).
+         scheduler: np.ndarray, config_text: str, key: np.ndarray | None = None) -> None:
+    """Writes a checkpoint atomically: the training state (vmc/training.py). `params` and
+    `opt_state` are single (unreplicated) copies; `systems` maps a system id to its sampler
+    state (walkers of every host and device (n_total, n_el, 3), width); `key` the root PRNG key.
     Raises OutputError when the file cannot be written (nothing older is touched)."""
     path = Path(path)
     if not all_finite(params):
@@ -144,6 +145,8 @@ def save(path: Path, *, step: int, phase: str, params, opt_state, systems: dict[
             if opt_state is not None:
                 _write_tree(f.create_group("optimizer"), opt_state)
             f.create_dataset("scheduler", data=scheduler)
+            if key is not None:
+                f.create_dataset("key", data=key)
             for sid, state in systems.items():
                 g = f.create_group(f"systems/{sid}")
                 for k, v in state.items():
@@ -169,6 +172,7 @@ def load(path: Path, params_template, opt_state_template=None) -> dict[str, Any]
         if opt_state_template is not None and "optimizer" in f:
             out["opt_state"] = _restore_tree(f["optimizer"], opt_state_template, "the optimizer state", path)
         out["scheduler"] = f["scheduler"][()]
+        out["key"] = f["key"][()] if "key" in f else None  # absent in older checkpoints: the config's seed
         out["systems"] = {sid: {k: g[k][()] for k in g} for sid, g in f["systems"].items()}
         return out
 

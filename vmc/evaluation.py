@@ -16,7 +16,7 @@ def make_eval_step(sample: Callable, batch_local_energy: Callable):
 
     def step(params, data, walkers, key, width):
         walkers, pmove, needed = sample(params, data, walkers, key, width)
-        stats = energy_stats(batch_local_energy(params, data, walkers))
+        stats = energy_stats(batch_local_energy(params, jax.random.fold_in(key, 1), data, walkers))
         return walkers, parallel.pmean(pmove), stats.energy, stats.variance, parallel.pmax(needed)
 
-    return jax.pmap(step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))
+    return parallel.pmap(step, in_axes=(0, 0, 0, 0, None))

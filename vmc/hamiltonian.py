@@ -89,15 +89,18 @@ def make_kinetic_energy_hessian(log_psi: Callable) -> Callable:
 
 
 def make_local_energy(log_psi: Callable, sparsity_threshold: int = SPARSITY, kinetic: Callable | None = None) -> Callable:
-    """local_energy(params, data, r) -> complex E_L (hartree, whole simulation cell) of one walker.
+    """local_energy(params, key, data, r) -> complex E_L (hartree, whole simulation cell) of one walker.
 
+    key: a PRNG key for stochastic estimators (none of today's terms draws on it; a
+    pseudopotential's quadrature would, as in FermiNet).
     kinetic: the ansatz's own kinetic energy (`Ansatz.kinetic`), if it has one; otherwise
     folx's forward Laplacian of log_psi.
     """
     if kinetic is None:
         kinetic = make_kinetic_energy(log_psi, sparsity_threshold)
 
-    def local_energy(params, data, r):
+    def local_energy(params, key, data, r):
+        del key
         return kinetic(params, data, r) + potential_energy(data, r)
 
     return local_energy
@@ -105,16 +108,18 @@ def make_local_energy(log_psi: Callable, sparsity_threshold: int = SPARSITY, kin
 
 def make_batch_local_energy(log_psi: Callable, batch_size: int | None = None, sparsity_threshold: int = SPARSITY,
                             kinetic: Callable | None = None) -> Callable:
-    """local_energies(params, data, walkers (B, n_el, 3)) -> (B,) complex E_L (hartree).
+    """local_energies(params, key, data, walkers (B, n_el, 3)) -> (B,) complex E_L (hartree),
+    each walker with its own key split from `key`.
 
     batch_size: walkers whose Laplacians are computed at once (None: all B); bounds the
     memory of the forward Laplacian, which grows with walkers x electrons x basis.
     """
     local_energy = make_local_energy(log_psi, sparsity_threshold, kinetic)
 
-    def local_energies(params, data, walkers):
+    def local_energies(params, key, data, walkers):
+        keys = jax.random.split(key, walkers.shape[0])
         if batch_size is None or batch_size >= walkers.shape[0]:
-            return jax.vmap(local_energy, in_axes=(None, None, 0))(params, data, walkers)
-        return jax.lax.map(lambda r: local_energy(params, data, r), walkers, batch_size=batch_size)
+            return jax.vmap(local_energy, in_axes=(None, 0, None, 0))(params, keys, data, walkers)
+        return jax.lax.map(lambda kr: local_energy(params, kr[0], data, kr[1]), (keys, walkers), batch_size=batch_size)
 
     return local_energies

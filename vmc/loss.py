@@ -53,7 +53,8 @@ def energy_stats(e_l: jax.Array) -> EnergyStats:
 
 
 def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width: float) -> Callable:
-    """loss(params, batch=(data, walkers)) -> (energy, EnergyStats), with the gradient above.
+    """loss(params, key, batch=(data, walkers)) -> (energy, EnergyStats), with the gradient
+    above; `key` reaches the local energy (kfac-jax's `value_func_has_rng` convention).
 
     Must run under pmap with axis name `parallel.AXIS`; walkers (per device) (B, n_el, 3).
     """
@@ -61,16 +62,16 @@ def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width
     batch_pair = jax.vmap(lambda p, d, r: pair(p, d, r.reshape(-1)), in_axes=(None, None, 0))
 
     @jax.custom_jvp
-    def loss(params, batch):
+    def loss(params, key, batch):
         data, walkers = batch
-        stats = energy_stats(batch_local_energy(params, data, walkers))
+        stats = energy_stats(batch_local_energy(params, key, data, walkers))
         return stats.energy, stats
 
     @loss.defjvp
     def loss_jvp(primals, tangents):
-        params, batch = primals
+        params, key, batch = primals
         data, walkers = batch
-        energy, stats = loss(params, batch)
+        energy, stats = loss(params, key, batch)
         e_l = stats.local_energy
         d_re = centered(clip_around_median(e_l.real, clip_width))
         d_im = centered(clip_around_median(e_l.imag, clip_width))

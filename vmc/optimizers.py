@@ -2,7 +2,8 @@
 
 Both expose the same two calls, `init(params, key, batch)` and
 `step(params, state, key, batch) -> (params, state, EnergyStats)`, with params and state
-replicated over local devices and the batch (system data, walkers) split over them.
+replicated over local devices and the batch (system data, walkers) split over them; `key`
+(one host key) is split over the devices and reaches the loss, `loss(params, key, batch)`.
 The learning rate follows lr0 / (1 + t / decay_steps).
 """
 
@@ -68,6 +69,7 @@ class Kfac:
             l2_reg=0.0,
             norm_constraint=k.norm_constraint,
             value_func_has_aux=True,
+            value_func_has_rng=True,
             learning_rate_schedule=schedule(k.learning_rate, config.decay_steps),
             curvature_ema=k.curvature_ema,
             inverse_update_period=k.inverse_update_period,
@@ -110,20 +112,20 @@ class Adam:
         a = config.adam
         self._tx = optax.adam(schedule(a.learning_rate, config.decay_steps), b1=a.b1, b2=a.b2)
 
-        def step(params, state, batch):
-            (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, batch)
+        def step(params, state, key, batch):
+            (_, stats), grads = jax.value_and_grad(loss, has_aux=True)(params, key, batch)
             grads = parallel.pmean(grads)
             updates, state = self._tx.update(grads, state, params)
             return optax.apply_updates(params, updates), state, stats
 
-        self._step = jax.pmap(step, axis_name=parallel.AXIS, donate_argnums=(0, 1))
-        self._init = jax.pmap(self._tx.init)
+        self._step = parallel.pmap(step, donate_argnums=(0, 1))
+        self._init = parallel.pmap(self._tx.init)
 
     def init(self, params, key, batch):
         return self._init(params)
 
     def step(self, params, state, key, batch):
-        return self._step(params, state, batch)
+        return self._step(params, state, parallel.device_keys(key), batch)
 
 
 def make_optimizer(loss: Callable, config: OptimizationConfig) -> Optimizer:

@@ -59,6 +59,18 @@ def read_train(group: h5py.Group) -> dict[str, np.ndarray]:
     return {name: rows[name] for name in TRAIN_FIELDS}
 
 
+def read_train_rows(path: Path, system_id: str) -> dict[str, np.ndarray]:
+    """The training rows written so far for one system of a run's energies.h5."""
+    with open_h5(path, "r") as f:
+        return read_train(f[f"systems/{system_id}"])
+
+
+def read_recompiles(path: Path, system_id: str) -> int:
+    """How often a walker of this system outgrew its neighbour lists so far."""
+    with open_h5(path) as f:
+        return int(f["systems"][system_id].attrs.get("recompiles", 0))
+
+
 def read_columns(group: h5py.Group) -> np.ndarray:
     """The rows of an older `train` group (one dataset per field), cut to the shortest field."""
     n = min(group[name].shape[0] for name in TRAIN_FIELDS)
@@ -107,11 +119,6 @@ class EnergyFile:
                 if "eval/energy" not in g:
                     g.create_dataset("eval/energy", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
 
-    def train(self, system_id: str) -> dict[str, np.ndarray]:
-        """The training rows written so far for one system ({field: (n,) array})."""
-        with open_h5(self.path, "r") as f:
-            return read_train(f[f"systems/{system_id}"])
-
     @_writes
     def append_train(self, system_id: str, **values) -> None:
         """Appends one optimization step (keys of TRAIN_FIELDS) as one row and flushes."""
@@ -120,10 +127,6 @@ class EnergyFile:
             d = f[f"systems/{system_id}/train"]
             d.resize((d.shape[0] + 1,))
             d[-1:] = row
-
-    def recompiles(self, system_id: str) -> int:
-        with open_h5(self.path) as f:
-            return int(f["systems"][system_id].attrs.get("recompiles", 0))
 
     @_writes
     def write_lists(self, system_id: str, fields: tuple[str, ...], capacities: tuple[int, ...], recompiles: int) -> None:

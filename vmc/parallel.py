@@ -1,4 +1,12 @@
-"""Walkers split over local devices with jax.pmap; parameters and system data replicated."""
+"""Device parallelism, all of it: walkers split over the devices of every host with
+jax.pmap, parameters and system data replicated on each, and the multi-host runtime
+(jax.distributed). No other module calls jax.pmap or jax.distributed (docs/architecture.md).
+
+A pmapped function sees one device's walkers; `pmean`/`pmax`/`gather_flat` reduce over every
+device of every host. Host-side, `host_value` reads a replicated result, `gather_walkers`
+collects every host's walkers (checkpoints) and `split_walkers` hands each host its share.
+Only process 0 writes files (`is_writer`); `barrier` lets the others wait for it.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +22,44 @@ AXIS = "devices"  # the one pmap axis name of the package (kfac-jax uses it too)
 
 
 def initialize(distributed: bool) -> None:
-    """Joins the multi-host runtime (jax.distributed) when the config asks for it."""
-    if distributed:
-        jax.distributed.initialize()
+    """Joins the multi-host runtime (jax.distributed) when the config asks for it.
+
+    On a cluster jax finds the coordinator and the process ids itself (SLURM, Open MPI, ...).
+    Elsewhere set JAX_COORDINATOR_ADDRESS (host:port of process 0), JAX_NUM_PROCESSES and
+    JAX_PROCESS_ID in every process's environment."""
+    if not distributed or jax.distributed.is_initialized():
+        return
+    count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+    try:
+        jax.distributed.initialize(num_processes=None if count is None else int(count), process_id=None if index is None else int(index))
+    except (ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"config key 'distributed': could not join the multi-host runtime ({reason}); outside a cluster "
+                         f"set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID") from None
+
+
+def pmap(fn, in_axes=0, donate_argnums=()):
+    """fn over the local devices, one slice of each mapped argument per device; collectives
+    over AXIS reach every device of every host."""
+    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate_argnums)
+
+
+def host_value(x) -> float:
+    """A replicated scalar (the same on every device, e.g. a pmean) as a Python float."""
+    return float(np.asarray(x)[0])
+
+
+def is_writer() -> bool:
+    """Whether this process writes the run's files (process 0 of a multi-host run)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Every process waits here until all have arrived (no-op in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def device_count() -> int:
@@ -90,6 +133,23 @@ def unshard(array) -> np.ndarray:
     """Device-split array back to one host array (n_total, ...)."""
     a = np.asarray(array)
     return a.reshape(-1, *a.shape[2:])
+
+
+def gather_walkers(walkers) -> np.ndarray:
+    """Every host's walkers as one host array (n_total, ...), host 0's first."""
+    local = unshard(walkers)
+    if jax.process_count() == 1:
+        return local
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(local)).reshape(-1, *local.shape[1:])
+
+
+def split_walkers(walkers: np.ndarray):
+    """This host's share of all walkers (n_total, ...), split over its devices: the inverse
+    of `gather_walkers` for any number of hosts and devices that divides n_total."""
+    n = walkers.shape[0] // jax.process_count()
+    return shard(walkers[jax.process_index() * n:(jax.process_index() + 1) * n])
 
 
 def device_keys(key: jax.Array):

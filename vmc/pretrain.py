@@ -44,4 +44,4 @@ def make_pretrain_step(ansatz: Ansatz, mcmc_steps: int, learning_rate: float):
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, walkers, parallel.pmean(loss), parallel.pmean(pmove)
 
-    return tx, jax.pmap(step, axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, 0, None))
+    return tx, parallel.pmap(step, in_axes=(0, 0, 0, 0, 0, None))

@@ -27,8 +27,9 @@ LOCK_NAME = ".vmc.lock"
 CONFIG_NAME = "config.yaml"
 # Dotted config keys (and sections) a resumed run may change: they do not alter what has
 # been computed, only how far it goes, what is evaluated, how often it is saved, and memory.
+# mcmc.walkers too: the resumed run draws its walkers from the checkpoint's (vmc/runner.py).
 RESUMABLE = ("optimization.steps", "optimization.max_rejected", "evaluation", "checkpoint", "local_energy_batch",
-             "baseline.cache_dir", "distributed")
+             "baseline.cache_dir", "distributed", "mcmc.walkers")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -26,20 +26,15 @@ from vmc.baseline import hartree_fock
 from vmc.config import Config, dump_config, make_config
 from vmc.errors import Diverged, InputError, Interrupted, OutputError, os_reason
 from vmc.evaluation import make_eval_step
-from vmc.hamiltonian import make_batch_local_energy
-from vmc.loss import make_energy_loss
-from vmc.mcmc import adapt_width, init_walkers, make_mcmc_step
-from vmc.optimizers import make_optimizer
-from vmc.outputs import EnergyFile
+from vmc.mcmc import init_walkers
+from vmc.outputs import EnergyFile, read_recompiles, read_train_rows
 from vmc.pretrain import make_pretrain_step
 from vmc.progress import Progress, format_energy
 from vmc.rejection import StepGuard
 from vmc.scheduling import Scheduler, system_weights
 from vmc.system_data import make_system_data
 from vmc.systems import resolve_config
-
-# Independent random streams: key = fold_in(fold_in(fold_in(seed, purpose), step), system).
-PURPOSES = {"init": 0, "pretrain": 1, "burn_in": 2, "sample": 3, "optimizer": 4, "evaluate": 5}
+from vmc.training import DeviceData, Trainer, TrainState, step_key
 
 
 def log(message: str) -> None:
@@ -52,17 +47,13 @@ def _resolved_mapping(raw: dict) -> dict:
     return resolve_config(make_config(raw))[0].model_dump(mode="json")
 
 
-@dataclasses.dataclass
-class Sampler:
-    """MCMC state of one system: walkers split over devices and the proposal width (bohr)."""
-
-    walkers: jax.Array
-    width: float
-
-
 class Run:
     """A run directory being filled. `params_from`: a checkpoint whose network parameters
-    start this run (fine-tuning); `evaluate_only`: no pretraining and no optimization."""
+    start this run (fine-tuning); `evaluate_only`: no pretraining and no optimization.
+
+    The training state (vmc/training.py) is `self.state`; every phase maps it to a new one.
+    In a multi-host run every process runs this same code on its own walkers; only process 0
+    writes files (vmc/parallel.py)."""
 
     def __init__(self, config: Config, run_dir: Path, params_from: Path | None = None, evaluate_only: bool = False):
         jax.config.update("jax_enable_x64", config.precision == "float64")
@@ -79,33 +70,34 @@ class Run:
             checkpoint.validate(params_from)
         self.elements = self.config.model.elements
         self.config_text = dump_config(self.config)
-        self.root_key = jax.random.PRNGKey(config.seed)
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.writer = parallel.is_writer()
         # one writer per run directory, and only for the run it holds (vmc/rundir.py)
         self.directory = None
-        if jax.process_index() == 0:
+        if self.writer:
             self.directory = rundir.claim(self.run_dir, self.config.model_dump(mode="json"), _resolved_mapping)
 
         self.ansatz = make_ansatz(config.model, self.elements)
         self.baselines = [self._hartree_fock(s) for s in self.systems]
-        self.data = [parallel.replicate(make_system_data(s, *self.ansatz.prepare(s, b), self.elements)) for s, b in zip(self.systems, self.baselines)]
-        self.samplers = [self._init_sampler(i) for i in range(len(self.systems))]
-        self.params = parallel.replicate(self._init_params())
+        data = [parallel.replicate(make_system_data(s, *self.ansatz.prepare(s, b), self.elements)) for s, b in zip(self.systems, self.baselines)]
 
-        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, config.local_energy_batch, kinetic=self.ansatz.kinetic)
-        self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, config.mcmc.steps, self.ansatz.neighbour_counts)
-        self.sample = jax.pmap(lambda *args: self._global_needed(self.mcmc_step(*args)), axis_name=parallel.AXIS, in_axes=(0, 0, 0, 0, None))
-        self.scheduler = Scheduler(system_weights(self.systems))
+        if self.writer:
+            try:
+                (self.run_dir / "config.yaml").write_text(self.config_text)
+            except OSError as e:
+                raise OutputError(f"{self.run_dir / 'config.yaml'} could not be written ({os_reason(e)})") from None
+            self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text, [b.energy for b in self.baselines])
+        parallel.barrier("energies.h5 created")
+        recompiles = [read_recompiles(self.run_dir / "energies.h5", s.id) for s in self.systems]
+        self.data = DeviceData(self.ansatz, data, recompiles, self._lists_sized)
+        self.trainer = Trainer(self.ansatz, self.config, self.data, system_weights(self.systems), train=not evaluate_only)
 
-        try:
-            (self.run_dir / "config.yaml").write_text(self.config_text)
-        except OSError as e:
-            raise OutputError(f"{self.run_dir / 'config.yaml'} could not be written ({os_reason(e)})") from None
-        self.energies = EnergyFile(self.run_dir / "energies.h5", self.systems, self.config_text, [b.energy for b in self.baselines])
-        self.recompiles = [self.energies.recompiles(s.id) for s in self.systems]
+        key = jax.random.PRNGKey(config.seed)
+        walkers = [self._init_walkers(i) for i in range(len(self.systems))]
         for i in range(len(self.systems)):
-            self._size_lists(i)
+            self.data.fit(i, walkers[i])
+        self.state = self.trainer.init_state(parallel.replicate(self._init_params(key, data[0], walkers[0])), walkers, key)
 
     def close(self) -> None:
         """Releases the run directory (also done by the OS when the process ends)."""
@@ -121,189 +113,137 @@ class Run:
         log(f"HF {system.id}: {baseline.energy:.6f} Ha{per} [{time.perf_counter() - t0:.1f} s]")
         return baseline
 
-    def _init_sampler(self, i: int) -> Sampler:
+    def _init_walkers(self, i: int):
         n_local = self.n_per_device * jax.local_device_count()
         rng = np.random.default_rng([self.config.seed, i, jax.process_index()])
         walkers = init_walkers(self.systems[i], n_local, rng, self.config.mcmc.init_width)
-        return Sampler(parallel.shard(walkers.astype(jnp.zeros(()).dtype)), self.config.mcmc.proposal_width)
+        return parallel.shard(walkers.astype(jnp.zeros(()).dtype))
 
-    def _init_params(self):
-        data0 = parallel.unreplicate(self.data[0])
-        r0 = parallel.unshard(self.samplers[0].walkers)[0]
-        params = self.ansatz.init(self.key("init", 0, 0), data0, jnp.asarray(r0))
+    def _init_params(self, key, data, walkers):
+        r0 = parallel.unshard(walkers)[0]
+        params = self.ansatz.init(step_key(key, "init", 0, 0), parallel.unreplicate(data), jnp.asarray(r0))
         if self.params_from is not None:
             params = checkpoint.load_params(self.params_from, params)
             log(f"network parameters from {self.params_from}")
         return params
 
-    def key(self, purpose: str, step: int, system: int, per_host: bool = True, attempt: int = 0) -> jax.Array:
-        """attempt > 0: the retries of a rejected step draw fresh random numbers."""
-        k = jax.random.fold_in(jax.random.fold_in(jax.random.fold_in(self.root_key, PURPOSES[purpose]), step), system)
-        if attempt:
-            k = jax.random.fold_in(k, attempt)
-        return jax.random.fold_in(k, jax.process_index()) if per_host else k
-
-    def batch(self, i: int):
-        return self.data[i], self.samplers[i].walkers
-
-    # ------------------------------------------------------------------ neighbour lists
-
-    @staticmethod
-    def _global_needed(out):
-        walkers, pmove, needed = out
-        return walkers, pmove, parallel.pmax(needed)
-
-    def _size_lists(self, i: int) -> None:
-        """Sizes system i's neighbour lists (sparse `fire`, vmc/neighbours.py) to its walkers."""
-        if self.ansatz.resize is None:
-            return
-        counts = jax.pmap(lambda d, w: parallel.pmax(jnp.max(jax.vmap(lambda r: self.ansatz.neighbour_counts(d, r))(w), 0)),
-                          axis_name=parallel.AXIS)
-        self.data[i] = self.ansatz.resize(self.data[i], np.asarray(counts(self.data[i], self.samplers[i].walkers))[0])
-        self._record_lists(i)
-
-    def _lists_held(self, i: int, needed) -> bool:
-        """Whether system i's neighbour lists held every configuration a computation evaluated
-        (`needed`: per device, the same on all). If not they grow, the next call recompiles,
-        and the caller must redo the computation: nothing it produced is used."""
-        if self.ansatz.resize is None:
-            return True
-        data = self.ansatz.resize(self.data[i], np.asarray(needed)[0])
-        if data is self.data[i]:
-            return True
-        self.data[i] = data
-        self.recompiles[i] += 1
-        log(f"{self.systems[i].id}: a walker needed longer neighbour lists; now {data.features.capacities} "
-            f"(recompile {self.recompiles[i]})")
-        self._record_lists(i)
-        return False
-
-    def _record_lists(self, i: int) -> None:
-        caps = self.data[i].features.capacities
-        if jax.process_index() == 0:
-            self.energies.write_lists(self.systems[i].id, caps.FIELDS, caps.as_tuple(), self.recompiles[i])
+    def _lists_sized(self, i: int, data, recompiles: int, grew: bool) -> None:
+        caps = data.features.capacities
+        if grew:
+            log(f"{self.systems[i].id}: a walker needed longer neighbour lists; now {caps} (recompile {recompiles})")
+        if self.writer:
+            self.energies.write_lists(self.systems[i].id, caps.FIELDS, caps.as_tuple(), recompiles)
 
     # ------------------------------------------------------------------ phases
 
     def pretrain(self) -> None:
         cfg = self.config.pretraining
-        if cfg.steps == 0 or self.params_from is not None or self.ansatz.name == "hf":
+        if cfg.steps == 0 or self.params_from is not None or not self.ansatz.trainable:
             return
         tx, step = make_pretrain_step(self.ansatz, self.config.mcmc.steps, cfg.learning_rate)
-        opt_state = jax.pmap(tx.init)(self.params)
+        st = self.state
+        params, opt_state = st.params, parallel.pmap(tx.init)(st.params)
         scheduler = Scheduler(system_weights(self.systems))
         with Progress(cfg.steps, "pretrain") as progress:
             for t in range(cfg.steps):
                 i = scheduler.next()
-                s = self.samplers[i]
-                self.params, opt_state, s.walkers, loss, pmove = step(
-                    self.params, opt_state, self.data[i], s.walkers, parallel.device_keys(self.key("pretrain", t, i)), s.width
+                params, opt_state, walkers, loss, pmove = step(
+                    params, opt_state, self.data[i], st.walkers[i], parallel.device_keys(step_key(st.key, "pretrain", t, i)), st.widths[i]
                 )
-                s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-                progress.update(loss=f"{float(loss[0]):.2e}", pmove=float(pmove[0]))
+                pmove = parallel.host_value(pmove)
+                st = st.with_walkers(i, walkers, self.trainer.adapt(st.widths[i], pmove))
+                progress.update(loss=f"{parallel.host_value(loss):.2e}", pmove=pmove)
+        self.state = dataclasses.replace(st, params=params)
 
     def burn_in(self, n_steps: int) -> None:
         """Equilibrates every system's walkers under the current parameters."""
         if n_steps == 0:
             return
         with Progress(n_steps * len(self.systems), "burn-in") as progress:
-            for i, s in enumerate(self.samplers):
+            for i in range(len(self.systems)):
                 for t in range(n_steps):
-                    while True:
-                        walkers, pmove, needed = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("burn_in", t, i)), s.width)
-                        if self._lists_held(i, needed):
-                            break
-                    s.walkers = walkers
-                    s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-                    progress.update(pmove=float(pmove[0]))
+                    self.state, pmove = self.trainer.burn_in(self.state, i, t)
+                    progress.update(pmove=pmove)
 
-    def _try_step(self, t: int, i: int, attempt: int, opt_state, optimizer):
-        """Samples system i and computes step t's update without committing either.
-        Returns (walkers, params, opt_state, energy, variance, pmove)."""
-        s = self.samplers[i]
-        while True:
-            walkers, pmove, needed = self.sample(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("sample", t, i, attempt=attempt)), s.width)
-            if self._lists_held(i, needed):
-                break
-        # the optimizers donate their inputs: they get copies, so a rejected step leaves ours valid
-        params, opt_state, stats = optimizer.step(parallel.copy(self.params), parallel.copy(opt_state),
-                                                  self.key("optimizer", t, i, attempt=attempt), (self.data[i], walkers))
-        return walkers, params, opt_state, float(stats.energy[0]), float(stats.variance[0]), float(pmove[0])
-
-    def optimize(self, start: int, opt_state, optimizer) -> None:
-        """Steps start .. optimization.steps - 1. A rejected step (vmc/rejection.py) leaves
+    def optimize(self) -> None:
+        """Steps state.step .. optimization.steps - 1. A rejected step (vmc/rejection.py) keeps
         the state as it was and is retried with fresh random numbers; SIGINT/SIGTERM end the
         loop after the current step with a checkpoint (vmc/signals.py)."""
         cfg = self.config.optimization
         multi = len(self.systems) > 1
+        # every process decides rejections alike: from the same energies, read after process 0 wrote them
         guard = StepGuard(cfg.reject_jump, {sy.id: (rows["energy"], rows["variance"]) for sy in self.systems
-                                            for rows in [self.energies.train(sy.id)]})
-        t, rejected = start, 0
+                                            for rows in [read_train_rows(self.run_dir / "energies.h5", sy.id)]})
+        rejected = 0
         # each system's running estimate spans about the last 100 steps of the whole run
-        with Progress(cfg.steps, "optimize", initial=start, window=max(10, 100 // len(self.systems))) as progress, signals.deferred():
-            while t < cfg.steps:
+        with Progress(cfg.steps, "optimize", initial=self.state.step, window=max(10, 100 // len(self.systems))) as progress, signals.deferred():
+            while self.state.step < cfg.steps:
+                t = self.state.step
                 if signals.pending() is not None:
-                    self.save(t, "optimize", opt_state)
+                    self.save("optimize")
                     raise Interrupted(signals.pending(), f"stopped by {signals.name(signals.pending())} at step {t} with a checkpoint; "
                                                          f"`vmc run {self.run_dir}` resumes")
-                credit = self.scheduler.credit.copy()
-                i = self.scheduler.next()
-                system = self.systems[i]
                 t0 = time.perf_counter()
-                walkers, params, new_state, energy, variance, pmove = self._try_step(t, i, rejected, opt_state, optimizer)
-                reason = guard.reason(system.id, energy, variance)
-                if reason is None and not parallel.all_finite(params):
+                new, result = self.trainer.step(self.state, attempt=rejected)
+                system = self.systems[result.system]
+                reason = guard.reason(system.id, result.energy, result.variance)
+                if reason is None and not parallel.all_finite(new.params):
                     reason = "its new parameters are not finite"
                 if reason is not None:
                     rejected += 1
-                    self.scheduler.credit = credit
-                    self.energies.count_rejected(system.id)
+                    if self.writer:
+                        self.energies.count_rejected(system.id)
                     log(f"step {t} ({system.id}) rejected: {reason}; retrying with fresh samples ({rejected}/{cfg.max_rejected})")
                     if rejected >= cfg.max_rejected:
-                        self.save(t, "optimize", opt_state)
+                        self.save("optimize")
                         raise Diverged(f"optimization diverged: {rejected} consecutive steps rejected at step {t} ({system.id}); "
                                        f"{checkpoint.checkpoint_path(self.ckpt_dir, t)} holds the last good state: start a new run "
                                        f"from it with a lower learning rate (--from that file --out NEW)")
                     continue
                 rejected = 0
-                self.samplers[i].walkers, self.params, opt_state = walkers, params, new_state
-                guard.accept(system.id, energy, variance)
-                self.energies.append_train(system.id, step=t, energy=energy, variance=variance, pmove=pmove, wall_time=time.perf_counter() - t0)
-                self.samplers[i].width = adapt_width(self.samplers[i].width, pmove, self.config.mcmc.target_acceptance)
-                progress.update(energy=energy, series=system.id if multi else None, pmove=pmove)
-                t += 1
-                if t % self.config.checkpoint.every == 0 or t == cfg.steps:
-                    self.save(t, "optimize" if t < cfg.steps else "evaluate", opt_state)
+                self.state = new
+                guard.accept(system.id, result.energy, result.variance)
+                if self.writer:
+                    self.energies.append_train(system.id, step=t, energy=result.energy, variance=result.variance, pmove=result.pmove,
+                                               wall_time=time.perf_counter() - t0)
+                progress.update(energy=result.energy, series=system.id if multi else None, pmove=result.pmove)
+                if new.step % self.config.checkpoint.every == 0 or new.step == cfg.steps:
+                    self.save("optimize" if new.step < cfg.steps else "evaluate")
 
     def evaluate(self) -> dict[str, tuple[float, float]]:
         cfg = self.config.evaluation
         if cfg.steps == 0:
             return {}
-        if not parallel.all_finite(self.params):
+        if not parallel.all_finite(self.state.params):
             raise Diverged("the network parameters are not finite; nothing was evaluated")
-        step = make_eval_step(self.mcmc_step, self.local_energy)
+        step = make_eval_step(self.trainer.mcmc_step, self.trainer.local_energy)
         results = {}
-        for i, (system, s) in enumerate(zip(self.systems, self.samplers)):
+        for i, system in enumerate(self.systems):
             energies = []
+            st = self.state
             with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
                 for t in range(cfg.burn_in + cfg.steps):
                     while True:
-                        walkers, pmove, energy, _, needed = step(self.params, self.data[i], s.walkers, parallel.device_keys(self.key("evaluate", t, i)), s.width)
-                        if self._lists_held(i, needed):
+                        walkers, pmove, energy, _, needed = step(st.params, self.data[i], st.walkers[i],
+                                                                 parallel.device_keys(step_key(st.key, "evaluate", t, i)), st.widths[i])
+                        if self.data.held(i, needed):
                             break
-                    s.walkers = walkers
+                    pmove = parallel.host_value(pmove)
                     if t < cfg.burn_in:
-                        s.width = adapt_width(s.width, float(pmove[0]), self.config.mcmc.target_acceptance)
-                        progress.update(pmove=float(pmove[0]))
+                        st = st.with_walkers(i, walkers, self.trainer.adapt(st.widths[i], pmove))
+                        progress.update(pmove=pmove)
                     else:
-                        energies.append(float(energy[0]))
-                        progress.update(energy=energies[-1], pmove=float(pmove[0]))
+                        st = st.with_walkers(i, walkers, st.widths[i])
+                        energies.append(parallel.host_value(energy))
+                        progress.update(energy=energies[-1], pmove=pmove)
+            self.state = st
             energies = np.array(energies)
             if not np.all(np.isfinite(energies)):
                 raise Diverged(f"evaluation of {system.id}: the local energy is not finite at evaluation step "
                                f"{int(np.argmin(np.isfinite(energies)))}; nothing was written")
-            results[system.id] = self.energies.write_eval(system, energies)
-        self._report(results)
+            results[system.id] = self.energies.write_eval(system, energies) if self.writer else None
+        if self.writer:
+            self._report(results)
         return results
 
     def _report(self, results: dict[str, tuple[float, float]]) -> None:
@@ -323,46 +263,67 @@ class Run:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def save(self, step: int, phase: str, opt_state) -> None:
-        if jax.process_index() != 0:
-            return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint.save(
-            checkpoint.checkpoint_path(self.ckpt_dir, step),
-            step=step,
-            phase=phase,
-            params=parallel.unreplicate(self.params),
-            opt_state=None if opt_state is None else parallel.unreplicate(opt_state),
-            systems={sy.id: dict(walkers=parallel.unshard(sa.walkers), width=np.array(sa.width)) for sy, sa in zip(self.systems, self.samplers)},
-            scheduler=self.scheduler.credit,
-            config_text=self.config_text,
-        )
-        checkpoint.prune(self.ckpt_dir, self.config.checkpoint.keep)
+    def save(self, phase: str) -> None:
+        """Checkpoints the training state: every host's walkers (gathered: a collective, so every
+        process calls this), written by process 0 only."""
+        st = self.state
+        walkers = [parallel.gather_walkers(w) for w in st.walkers]
+        if self.writer:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint.save(
+                checkpoint.checkpoint_path(self.ckpt_dir, st.step),
+                step=st.step,
+                phase=phase,
+                params=parallel.unreplicate(st.params),
+                opt_state=None if st.opt_state is None else parallel.unreplicate(st.opt_state),
+                systems={sy.id: dict(walkers=w, width=np.array(width)) for sy, w, width in zip(self.systems, walkers, st.widths)},
+                scheduler=st.credit,
+                key=np.asarray(st.key),
+                config_text=self.config_text,
+            )
+            checkpoint.prune(self.ckpt_dir, self.config.checkpoint.keep)
+        parallel.barrier(f"checkpoint {st.step}")
 
-    def restore(self, opt_state_template):
-        """Loads the newest readable checkpoint of this run; returns (step, opt_state) or None.
-        A damaged newest checkpoint is reported and the one before it is used."""
+    def restore(self) -> bool:
+        """Loads the newest readable checkpoint of this run into the state; False if there is
+        none. A damaged newest checkpoint is reported and the one before it is used.
+
+        The walkers are re-split over this run's hosts and devices, whatever wrote them. If
+        their total differs from mcmc.walkers, this run's walkers are drawn from the stored ones
+        (with repeats only when more are needed) and equilibrated by mcmc.burn_in steps."""
+        st = self.state
         for path in checkpoint.list_checkpoints(self.ckpt_dir):
             try:
-                state = checkpoint.load(path, parallel.unreplicate(self.params),
-                                        None if opt_state_template is None else parallel.unreplicate(opt_state_template))
+                saved = checkpoint.load(path, parallel.unreplicate(st.params), None if st.opt_state is None else parallel.unreplicate(st.opt_state))
             except InputError as e:
                 log(f"warning: skipping checkpoint: {e}")
                 continue
-            self.params = parallel.replicate(state["params"])
-            for system, sampler in zip(self.systems, self.samplers):
-                saved = state["systems"].get(system.id)
-                if saved is None or saved["walkers"].shape != parallel.unshard(sampler.walkers).shape:
-                    raise InputError(f"{path}: its walkers do not fit this run (system {system.id!r}, mcmc.walkers, device count)")
-                sampler.walkers = parallel.shard(saved["walkers"])
-                sampler.width = float(saved["width"])
-            for i in range(len(self.systems)):
-                self._size_lists(i)
-            self.scheduler = Scheduler(self.scheduler.weights, state["scheduler"])
-            log(f"resuming from {path} (step {state['step']})")
-            opt_state = None if opt_state_template is None else parallel.replicate(state["opt_state"])
-            return state["step"], opt_state
-        return None
+            walkers, widths, resampled = [], [], []
+            for i, system in enumerate(self.systems):
+                stored = saved["systems"].get(system.id)
+                if stored is None or stored["walkers"].shape[1:] != (system.n_electrons, 3):
+                    raise InputError(f"{path}: holds no walkers of system {system.id!r}")
+                w = stored["walkers"]
+                if w.shape[0] != self.config.mcmc.walkers:
+                    rng = np.random.default_rng([self.config.seed, i, saved["step"]])
+                    w = w[rng.choice(w.shape[0], self.config.mcmc.walkers, replace=self.config.mcmc.walkers > w.shape[0])]
+                    resampled.append(f"{system.id}: {stored['walkers'].shape[0]} -> {w.shape[0]}")
+                walkers.append(parallel.split_walkers(w.astype(jnp.zeros(()).dtype)))
+                widths.append(float(stored["width"]))
+            for i, w in enumerate(walkers):
+                self.data.fit(i, w)
+            key = st.key if saved.get("key") is None else jnp.asarray(saved["key"], st.key.dtype)
+            self.state = TrainState(params=parallel.replicate(saved["params"]),
+                                    opt_state=None if st.opt_state is None else parallel.replicate(saved["opt_state"]),
+                                    walkers=tuple(walkers), widths=tuple(widths), credit=np.asarray(saved["scheduler"], float),
+                                    step=saved["step"], key=key)
+            log(f"resuming from {path} (step {saved['step']})")
+            if resampled:
+                log(f"the checkpoint holds another number of walkers than mcmc.walkers = {self.config.mcmc.walkers} "
+                    f"({', '.join(resampled)}): drawn from the stored ones and equilibrated for {self.config.mcmc.burn_in} steps")
+                self.burn_in(self.config.mcmc.burn_in)
+            return True
+        return False
 
     # ------------------------------------------------------------------ the whole run
 
@@ -370,32 +331,25 @@ class Run:
         if self.evaluate_only:
             self.burn_in(self.config.evaluation.burn_in)
             return self._finish(self.evaluate())
-        train = self.config.optimization.steps > 0 and self.ansatz.name != "hf"
-        optimizer = opt_state = None
-        if train:
-            loss = make_energy_loss(self.ansatz.log_psi, self.local_energy, self.config.optimization.clip_width)
-            optimizer = make_optimizer(loss, self.config.optimization)
-            opt_state = optimizer.init(self.params, self.key("optimizer", 0, 0, per_host=False), self.batch(0))
-        resumed = self.restore(opt_state)
-        if resumed is None:
+        train = self.trainer.optimizer is not None
+        if not self.restore():
             self.pretrain()
-            if not parallel.all_finite(self.params):
+            if not parallel.all_finite(self.state.params):
                 raise Diverged("pretraining made the network parameters non-finite; lower pretraining.learning_rate")
             self.burn_in(self.config.mcmc.burn_in)
-            start = 0
-            self.save(0, "optimize" if train else "evaluate", opt_state)
-        else:
-            start, opt_state = resumed
-        self.energies.truncate_train(start)
+            self.save("optimize" if train else "evaluate")
+        if self.writer:
+            self.energies.truncate_train(self.state.step)
+        parallel.barrier("energies.h5 truncated")
         # by the step count, not the saved phase: a finished run resumed with a larger
         # optimization.steps trains on to it
-        if train and start < self.config.optimization.steps:
-            self.optimize(start, opt_state, optimizer)
+        if train and self.state.step < self.config.optimization.steps:
+            self.optimize()
         return self._finish(self.evaluate())
 
     def _finish(self, results):
         """/eos in energies.h5 and report.html (vmc/report.py); a failure there is a warning."""
-        if jax.process_index() == 0:
+        if self.writer:
             from vmc.report import finish_run
 
             finish_run(self.run_dir, log)

@@ -22,13 +22,21 @@ def system_weights(systems: list[System]) -> np.ndarray:
     return w / w.sum()
 
 
+def pick(weights: np.ndarray, credit: np.ndarray) -> tuple[int, np.ndarray]:
+    """The system the next step trains and the credit after it (a new array)."""
+    credit = np.asarray(credit, dtype=float) + weights
+    i = int(np.argmax(credit))
+    credit[i] -= weights.sum()
+    return i, credit
+
+
 class Scheduler:
+    """`pick` with the credit held (pretraining keeps its own sequence this way)."""
+
     def __init__(self, weights: np.ndarray, credit: np.ndarray | None = None):
         self.weights = np.asarray(weights, dtype=float)
         self.credit = np.zeros_like(self.weights) if credit is None else np.asarray(credit, dtype=float).copy()
 
     def next(self) -> int:
-        self.credit += self.weights
-        i = int(np.argmax(self.credit))
-        self.credit[i] -= self.weights.sum()
+        i, self.credit = pick(self.weights, self.credit)
         return i

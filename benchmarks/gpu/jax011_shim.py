@@ -11,8 +11,9 @@ import numpy as np
 
 
 # Stacked copies placed by an identity pmap over the package's axis name, so that they carry
-# exactly the sharding that pmap's own outputs have (no recompilation between steps).
-_identity = jax.pmap(lambda t: t, axis_name="devices")
+# exactly the sharding that pmap's own outputs have (no recompilation between steps). Made on
+# first use: vmc imports only after the patches below.
+_identity = None
 
 
 def _stack(leaves):
@@ -20,7 +21,12 @@ def _stack(leaves):
 
 
 def device_put_sharded(shards, devices):
+    global _identity
     assert len(devices) == jax.local_device_count(), "gpushim: all local devices only"
+    if _identity is None:
+        from vmc import parallel
+
+        _identity = parallel.pmap(lambda t: t)
     return _identity(jax.tree.map(lambda *xs: _stack(list(xs)), *shards))
 
 

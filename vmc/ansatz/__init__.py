@@ -4,6 +4,10 @@ Every ansatz is a pair of pure functions of (params, system data, one walker r (
 returning (phase, log|psi|), so psi = exp(log|psi| + i phase): real wavefunctions have phase
 0 or pi, complex ones (crystals at a twist) any angle, and nothing downstream distinguishes
 them. `orbitals` returns the orbital matrices that pretraining fits to Hartree–Fock.
+
+Ansätze are found by name in `REGISTRY`: adding one is its own module (with a
+`make(config, elements) -> Ansatz` factory), its hyperparameter section in vmc/config.py and
+one line here (docs/architecture.md, "Adding an ansatz").
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class Ansatz:
     neighbour_counts(data, r) -> (m,) int: list sizes walker r needs (sparse `fire`), and
     resize(data, needed (m,)) -> data whose capacities hold `needed` (the same object if they
         already do); None for ansätze without neighbour lists.
+    trainable: whether it has parameters to optimize (the HF determinant has none: no
+        pretraining, no optimization, evaluation only).
+    transferable: whether one parameter tree evaluates any system of the covered elements
+        (fine-tuning and evaluation on other systems than the training ones).
     """
 
     name: str
@@ -46,30 +54,30 @@ class Ansatz:
     kinetic: Callable | None = None
     neighbour_counts: Callable | None = None
     resize: Callable | None = None
+    trainable: bool = True
+    transferable: bool = False
 
 
-def haiku_ansatz(name: str, forward: Callable, prepare: Callable | None = None) -> Ansatz:
+def haiku_ansatz(name: str, forward: Callable, prepare: Callable | None = None, **capabilities) -> Ansatz:
     """An Ansatz from a haiku `forward()` returning (log_psi, (log_psi, orbitals)) of (data, r),
     as `hk.multi_transform` expects: one parameter tree shared by both functions."""
     import haiku as hk
 
     net = hk.without_apply_rng(hk.multi_transform(forward))
     extra = {} if prepare is None else {"prepare": prepare}
-    return Ansatz(name=name, init=net.init, log_psi=net.apply[0], orbitals=net.apply[1], **extra)
+    return Ansatz(name=name, init=net.init, log_psi=net.apply[0], orbitals=net.apply[1], **extra, **capabilities)
+
+
+# name -> the module whose `make(config, elements)` builds it (imported on first use)
+REGISTRY = {
+    "hf": "vmc.ansatz.hf",
+    "slater_jastrow": "vmc.ansatz.slater_jastrow",
+    "fire": "vmc.ansatz.fire",
+}
 
 
 def make_ansatz(config: ModelConfig, elements: list[str]) -> Ansatz:
     """The ansatz named by `config.name` for systems made of `elements`."""
-    if config.name == "hf":
-        from vmc.ansatz.hf import make_hf
+    import importlib
 
-        return make_hf()
-    if config.name == "slater_jastrow":
-        from vmc.ansatz.slater_jastrow import make_slater_jastrow
-
-        return make_slater_jastrow(config, elements)
-    if config.name == "fire":
-        from vmc.ansatz.fire import make_fire
-
-        return make_fire(config, elements)
-    raise ValueError(config.name)
+    return importlib.import_module(REGISTRY[config.name]).make(config, elements)

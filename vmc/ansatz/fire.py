@@ -452,7 +452,7 @@ class SparseFire:
         return phase, logabs + electron_cusp(data, r) + self.jastrow(h)
 
 
-def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
+def make(config: ModelConfig, elements: list[str]) -> Ansatz:
     from vmc.ansatz.fire_laplacian import make_sparse_kinetic
     from vmc.descriptors import prepare_fire
 
@@ -491,13 +491,13 @@ def make_fire(config: ModelConfig, elements: list[str]) -> Ansatz:
         return prepare_fire(system, baseline, cfg, elements)
 
     if not sparse:
-        return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare)
+        return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare, transferable=True, transferable=True)
 
     def resize(data, needed):
         feats = data.features
         capacities = grown(feats.capacities, tuple(int(x) for x in needed), limits(data))
         return data if capacities == feats.capacities else dataclasses.replace(data, features=dataclasses.replace(feats, capacities=capacities))
 
-    return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare,
+    return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare, transferable=True,
                   kinetic=make_sparse_kinetic(cfg, *stages), neighbour_counts=lambda data, r: fire_lists(data, r, cfg.cutoff)[1],
                   resize=resize)

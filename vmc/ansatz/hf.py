@@ -22,7 +22,12 @@ def make_hf() -> Ansatz:
     def orbitals(params, data, r):
         return hf_orbital_blocks(data, r)
 
-    return Ansatz(name="hf", init=lambda key, data, r: {}, log_psi=log_psi, orbitals=orbitals)
+    return Ansatz(name="hf", init=lambda key, data, r: {}, log_psi=log_psi, orbitals=orbitals, trainable=False, transferable=True)
+
+
+def make(config, elements: list[str]) -> Ansatz:
+    """The registry's factory (vmc/ansatz/__init__.py): the HF determinant has no hyperparameters."""
+    return make_hf()
 
 
 def hf_targets(data, r, full: bool):

@@ -53,7 +53,7 @@ class Embedding(hk.Module):
         return h
 
 
-def make_slater_jastrow(config: ModelConfig, elements: list[str]) -> Ansatz:
+def make(config: ModelConfig, elements: list[str]) -> Ansatz:
     sj = config.slater_jastrow
     n_det = config.determinants
     n_elements = len(elements)
