@@ -51,10 +51,10 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
     call 8 (step 6) on every attempt is NaN: steps 0-5 are kept once each, step 6 is tried
     max_rejected = 3 times, the run stops with status 3, and the newest checkpoint (step 6)
     holds the last good, finite state."""
-    import vmc.runner
+    import vmc.training
 
     calls = []
-    make = vmc.runner.make_optimizer
+    make = vmc.training.make_optimizer
 
     def faulty_make_optimizer(loss, config):
         optimizer = make(loss, config)
@@ -73,7 +73,7 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
         optimizer.step = faulty_step
         return optimizer
 
-    monkeypatch.setattr(vmc.runner, "make_optimizer", faulty_make_optimizer)
+    monkeypatch.setattr(vmc.training, "make_optimizer", faulty_make_optimizer)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "run"

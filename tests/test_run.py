@@ -69,11 +69,6 @@ def test_run_directory_contract(tmp_path):
     assert checkpoint.list_checkpoints(run_dir / "checkpoints")[0] == checkpoint.checkpoint_path(run_dir / "checkpoints", 16)
 
 
-def test_adam_and_float64(tmp_path):
-    run_dir = vmc.run(TINY, out=tmp_path / "run", optimization={"optimizer": "adam"}, precision="float64")
-    assert np.all(np.isfinite(_train(run_dir)["energy"]))
-
-
 # Training energies of TINY in float64 with KFAC, 30 steps, 2 devices, recorded before the
 # training state was gathered into vmc/training.py: the refactor must not change one step.
 H2_FLOAT64_KFAC = [

@@ -97,7 +97,7 @@ class Run:
         walkers = [self._init_walkers(i) for i in range(len(self.systems))]
         for i in range(len(self.systems)):
             self.data.fit(i, walkers[i])
-        self.state = self.trainer.init_state(parallel.replicate(self._init_params(key, data[0], walkers[0])), walkers, key)
+        self.state = self.trainer.init_state(parallel.replicate(self._init_params(key, self.data[0], walkers[0])), walkers, key)
 
     def close(self) -> None:
         """Releases the run directory (also done by the OS when the process ends)."""

@@ -491,7 +491,7 @@ def make(config: ModelConfig, elements: list[str]) -> Ansatz:
         return prepare_fire(system, baseline, cfg, elements)
 
     if not sparse:
-        return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare, transferable=True, transferable=True)
+        return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare, transferable=True)
 
     def resize(data, needed):
         feats = data.features
