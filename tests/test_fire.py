@@ -221,7 +221,7 @@ def test_pretrain_train_and_fine_tune_to_a_larger_supercell(tmp_path):
     tested above and in test_spin_channels.py, and compiles for minutes per shape."""
     import h5py
 
-    small = vmc.run(CHAIN_RUN, out=tmp_path / "small")
+    small = vmc.run(CHAIN_RUN, out=tmp_path / "small", evaluation={"steps": 0})  # one evaluation (below) is enough
     ckpt = checkpoint.list_checkpoints(small / "checkpoints")[0]
     large = vmc.run(CHAIN_RUN, out=tmp_path / "large", params_from=ckpt, pretraining={"steps": 0},
                     system={"name": "hydrogen_chain", "supercell": [2, 1, 1]})
@@ -231,4 +231,5 @@ def test_pretrain_train_and_fine_tune_to_a_larger_supercell(tmp_path):
             g = f[f"systems/{name}"]
             assert g.attrs["n_electrons"] == (2 if run_dir == small else 4)
             assert np.all(np.isfinite(g["train"]["energy"])) and g["train"].shape == (4,)
-            assert np.isfinite(g["eval/energy"].attrs["energy"])
+            if run_dir == large:
+                assert np.isfinite(g["eval/energy"].attrs["energy"])

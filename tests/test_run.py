@@ -90,6 +90,29 @@ def test_float64_kfac_energies_are_unchanged(tmp_path):
     np.testing.assert_allclose(train["energy"], H2_FLOAT64_KFAC, rtol=0, atol=1e-10)
 
 
+def test_step_function_leaves_its_state_and_repeats(tmp_path):
+    """Trainer.step is pure in the training state: the state it was given stays valid (the
+    optimizers donate copies), the same state and attempt give the same step, and a retry
+    (attempt 1) draws other samples. This is what rejecting a step relies on."""
+    import jax
+
+    from vmc.api import build_config
+    from vmc.runner import Run
+
+    run = Run(build_config(TINY, {}), tmp_path / "run")
+    state = run.state
+    before = jax.tree.map(np.array, state.params)
+    a, result_a = run.trainer.step(state)
+    b, result_b = run.trainer.step(state)
+    retry, result_retry = run.trainer.step(state, attempt=1)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, state.params), before)
+    assert a.step == b.step == state.step + 1 and result_a == result_b
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.array, a.params), jax.tree.map(np.array, b.params))
+    assert result_retry.energy != result_a.energy
+    assert not np.array_equal(np.asarray(a.walkers[0]), np.asarray(state.walkers[0]))
+    run.close()
+
+
 def _cli(args, devices, env_extra=None, **kw):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env_extra or {}))
     return subprocess.Popen([sys.executable, "-m", "vmc", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
-from vmc import stats
+from vmc import parallel, stats
 
 
 def format_energy(mean: float, error: float) -> str:
@@ -26,9 +26,10 @@ class Progress:
 
     def __init__(self, total: int, desc: str, initial: int = 0, window: int = 100, enabled: bool = True):
         tty = sys.stderr.isatty()
-        # in a batch job's log, redraw rarely instead of flooding the file
+        # in a batch job's log, redraw rarely instead of flooding the file; one bar per run
+        # (process 0's), not one per host
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True, leave=True,
-                        disable=enabled is False, mininterval=0.1 if tty else 30.0)
+                        disable=enabled is False or not parallel.is_writer(), mininterval=0.1 if tty else 30.0)
         self.window = window
         self.recent: dict[str | None, list[float]] = {}
 
