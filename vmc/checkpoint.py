@@ -16,6 +16,7 @@ type is not a plain number (compound, string, object).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 from pathlib import Path
@@ -137,28 +138,42 @@ def save(path: Path, *, step: int, phase: str, params, opt_state, systems: dict[
     path = Path(path)
     if not all_finite(params):
         raise ValueError(f"refusing to checkpoint non-finite parameters at step {step}")
+    # The file is built in memory and written with plain I/O: a full disk then fails one
+    # Python write, never an HDF5 flush, which leaves datasets HDF5 cannot close (and a crash
+    # when the library shuts down).
+    content = _encode(step=step, phase=phase, params=params, opt_state=opt_state, systems=systems, scheduler=scheduler,
+                      config_text=config_text, key=key)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(step=step, phase=phase, vmc_version=__version__, config=config_text)
-            _write_tree(f.create_group("params"), params)
-            if opt_state is not None:
-                _write_tree(f.create_group("optimizer"), opt_state)
-            f.create_dataset("scheduler", data=scheduler)
-            if key is not None:
-                f.create_dataset("key", data=key)
-            for sid, state in systems.items():
-                g = f.create_group(f"systems/{sid}")
-                for k, v in state.items():
-                    g.create_dataset(k, data=v)
+        with open(tmp, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:
+    except OSError as e:
         tmp.unlink(missing_ok=True)
-        reason = os_reason(e)
-        raise OutputError(f"checkpoint {path} could not be written ({reason}); the older checkpoints are intact") from None
+        raise OutputError(f"checkpoint {path} could not be written ({os_reason(e)}); the older checkpoints are intact") from None
     except BaseException:  # e.g. a second interrupt while writing
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _encode(*, step, phase, params, opt_state, systems, scheduler, config_text, key) -> bytes:
+    """The checkpoint file's bytes."""
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.attrs.update(step=step, phase=phase, vmc_version=__version__, config=config_text)
+        _write_tree(f.create_group("params"), params)
+        if opt_state is not None:
+            _write_tree(f.create_group("optimizer"), opt_state)
+        f.create_dataset("scheduler", data=scheduler)
+        if key is not None:
+            f.create_dataset("key", data=key)
+        for sid, state in systems.items():
+            g = f.create_group(f"systems/{sid}")
+            for k, v in state.items():
+                g.create_dataset(k, data=v)
+    return buffer.getvalue()
 
 
 def load(path: Path, params_template, opt_state_template=None) -> dict[str, Any]:

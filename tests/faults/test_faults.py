@@ -117,10 +117,10 @@ def test_sigkill_during_appends_leaves_whole_rows(tmp_path):
     column, left `step` one row longer in about 1 of 60 kills)."""
     path = tmp_path / "energies.h5"
     writer = textwrap.dedent(f"""
-        from vmc.outputs import EnergyFile
+        from vmc.outputs import EnergyFile, read_train_rows
         from vmc.systems import build_systems
         f = EnergyFile({str(path)!r}, build_systems("H2"), "config", [-1.0])
-        n = len(f.train("H2")["step"])
+        n = len(read_train_rows({str(path)!r}, "H2")["step"])
         print("ready", flush=True)
         while True:
             f.append_train("H2", step=n, energy=-1.0 - n, variance=0.1, pmove=0.5, wall_time=1.0)
