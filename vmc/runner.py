@@ -223,11 +223,8 @@ class Run:
             st = self.state
             with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
                 for t in range(cfg.burn_in + cfg.steps):
-                    while True:
-                        walkers, pmove, energy, _, needed = step(st.params, self.data[i], st.walkers[i],
-                                                                 parallel.device_keys(step_key(st.key, "evaluate", t, i)), st.widths[i])
-                        if self.data.held(i, needed):
-                            break
+                    keys = parallel.device_keys(step_key(st.key, "evaluate", t, i))
+                    walkers, pmove, energy, _ = self.data.until_held(i, lambda data: step(st.params, data, st.walkers[i], keys, st.widths[i]))
                     pmove = parallel.host_value(pmove)
                     if t < cfg.burn_in:
                         st = st.with_walkers(i, walkers, self.trainer.adapt(st.widths[i], pmove))

@@ -114,19 +114,21 @@ class DeviceData:
         self.items[i] = self.ansatz.resize(self.items[i], np.asarray(self._counts(self.items[i], walkers))[0])
         self.on_size(i, self.items[i], self.recompiles[i], False)
 
-    def held(self, i: int, needed) -> bool:
-        """Whether system i's lists held every configuration a computation evaluated (`needed`:
-        per device, the same on all). If not they grow, the next call recompiles, and the
-        caller must redo the computation: nothing it produced is used."""
-        if self.ansatz.resize is None:
-            return True
-        data = self.ansatz.resize(self.items[i], np.asarray(needed)[0])
-        if data is self.items[i]:
-            return True
-        self.items[i] = data
-        self.recompiles[i] += 1
-        self.on_size(i, data, self.recompiles[i], True)
-        return False
+    def until_held(self, i: int, compute: Callable) -> tuple:
+        """compute(data) -> (*outputs, needed) on system i's data, redone until its lists held
+        every configuration it evaluated (`needed`: per device, the same on all); returns the
+        outputs. Each time a list was too short it grows and the next call recompiles: nothing
+        the short-listed computation produced is used."""
+        while True:
+            *outputs, needed = compute(self.items[i])
+            if self.ansatz.resize is None:
+                return tuple(outputs)
+            data = self.ansatz.resize(self.items[i], np.asarray(needed)[0])
+            if data is self.items[i]:
+                return tuple(outputs)
+            self.items[i] = data
+            self.recompiles[i] += 1
+            self.on_size(i, data, self.recompiles[i], True)
 
 
 class Trainer:
@@ -159,10 +161,8 @@ class Trainer:
     def sample(self, params, i: int, walkers, key: jax.Array, width: float):
         """mcmc.steps Metropolis steps of system i's walkers -> (walkers, acceptance); redone
         with longer neighbour lists where a walker needed them."""
-        while True:
-            new, pmove, needed = self._sample(params, self.data[i], walkers, parallel.device_keys(key), width)
-            if self.data.held(i, needed):
-                return new, parallel.host_value(pmove)
+        new, pmove = self.data.until_held(i, lambda data: self._sample(params, data, walkers, parallel.device_keys(key), width))
+        return new, parallel.host_value(pmove)
 
     def adapt(self, width: float, pmove: float) -> float:
         return adapt_width(width, pmove, self.config.mcmc.target_acceptance)
