@@ -163,7 +163,7 @@ def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     overrides = {"model.fire.orbital_mlp": orbital_mlp, "model.fire.implementation": "sparse" if orbital_mlp == "joint" else "dense"}
     _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4, overrides=overrides)
     loss = make_energy_loss(ansatz.log_psi, make_batch_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic), clip_width=5.0)
-    optimizer = make_optimizer(loss, make_config(None, {}).optimization)
+    optimizer = make_optimizer(loss, ansatz.log_psi, make_config(None, {}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))
     optimizer.init(parallel.replicate(params), jax.random.PRNGKey(0), batch)
     estimator = optimizer.optimizer_for(batch)._estimator
@@ -178,18 +178,20 @@ def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     assert all(issubclass(block, kfac_jax.NaiveDiagonal) for block in per_system.values()), per_system
 
 
-def test_kfac_shares_one_state_across_system_sizes(wavefunction):
-    """Shared training steps ONE KFAC state over chains of 2 and 6 electrons in turn (their
-    system data differ in static structure, which one kfac-jax optimizer refuses). The local
-    energy is the potential alone: the curvature depends on log psi only, and the kinetic
-    energy's compilation per shape would dominate the test."""
+@pytest.mark.parametrize("name", ["kfac", "spring"])
+def test_optimizer_shares_one_state_across_system_sizes(wavefunction, name):
+    """Shared training steps ONE optimizer state over chains of 2 and 6 electrons in turn
+    (their system data differ in static structure: kfac-jax needs an optimizer per structure
+    behind one state, SPRING's state is one parameter-sized vector). The local energy is the
+    potential alone: the curvature depends on log psi only, and the kinetic energy's
+    compilation per shape would dominate the test."""
     systems = [wavefunction(dict(CHAIN, supercell=[n, 1, 1]), "fire", walkers=4) for n in (1, 3)]
 
     def potential_energies(params, key, data, walkers):
         return jax.vmap(potential_energy, in_axes=(None, 0))(data, walkers) + 0j
 
     loss = make_energy_loss(systems[0][1].log_psi, potential_energies, clip_width=5.0)
-    optimizer = make_optimizer(loss, make_config(None, {}).optimization)
+    optimizer = make_optimizer(loss, systems[0][1].log_psi, make_config(None, {"optimization.optimizer": name}).optimization)
     batches = [(parallel.replicate(data), parallel.shard(np.asarray(r))) for _, _, data, _, r in systems]
     params = parallel.replicate(systems[0][3])
     state = optimizer.init(params, jax.random.PRNGKey(0), batches[0])
@@ -199,7 +201,7 @@ def test_kfac_shares_one_state_across_system_sizes(wavefunction):
         assert np.isfinite(float(stats.energy[0])), (t, i)
         moved = jax.tree.leaves(jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), params, before))
         assert max(moved) > 0, (t, i)
-    assert int(state.step_counter[0]) == 4
+    assert int((state.step_counter if name == "kfac" else state.count)[0]) == 4
 
 
 CHAIN_RUN = {

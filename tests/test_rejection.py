@@ -56,8 +56,8 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
     calls = []
     make = vmc.training.make_optimizer
 
-    def faulty_make_optimizer(loss, config):
-        optimizer = make(loss, config)
+    def faulty_make_optimizer(loss, log_psi, config):
+        optimizer = make(loss, log_psi, config)
         step = optimizer.step
 
         def faulty_step(params, state, key, batch):

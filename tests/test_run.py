@@ -142,9 +142,10 @@ def test_one_and_two_devices_agree(tmp_path):
     assert abs(e1 - e2) < 3 * np.hypot(s1, s2), results
 
 
-def test_kill_and_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("optimizer", ["kfac", "spring"])
+def test_kill_and_resume_equals_uninterrupted(tmp_path, optimizer):
     """SIGKILL mid-way, resume: the same energies as an uninterrupted run, each step once."""
-    cfg = dict(TINY, optimization={"steps": 16}, checkpoint={"every": 4, "keep": 3}, evaluation={"steps": 10, "burn_in": 2})
+    cfg = dict(TINY, optimization={"steps": 16, "optimizer": optimizer}, checkpoint={"every": 4, "keep": 3}, evaluation={"steps": 10, "burn_in": 2})
     path = _write_config(tmp_path, cfg)
     full = tmp_path / "full"
     assert main(["run", str(path), "--out", str(full)]) == 0

@@ -106,9 +106,17 @@ class AdamConfig(_Section):
     b2: float = Field(0.999, ge=0, lt=1)
 
 
+class SpringConfig(_Section):
+    learning_rate: float = Field(0.1, gt=0)
+    damping: float = Field(1e-3, gt=0)  # λ, added to the Gram matrix of the centred, /√N gradients
+    momentum: float = Field(0.99, ge=0, lt=1)  # μ
+    max_norm: float = Field(1.0, gt=0)  # the update direction's norm is clipped to this
+    chunk: int = Field(64, ge=1)  # walkers whose parameter gradients are computed at once (memory)
+
+
 class OptimizationConfig(_Section):
     steps: int = Field(1000, ge=0)
-    optimizer: Literal["kfac", "adam"] = "kfac"
+    optimizer: Literal["kfac", "spring", "adam"] = "kfac"
     # learning rate lr0 / (1 + t / decay_steps)
     decay_steps: float = Field(1000.0, gt=0)
     # local energies are clipped to median +- clip_width * mean absolute deviation (gradient only)
@@ -121,6 +129,7 @@ class OptimizationConfig(_Section):
     # this many consecutive rejections stop the run (exit status 3)
     max_rejected: int = Field(10, ge=1)
     kfac: KfacConfig = KfacConfig()
+    spring: SpringConfig = SpringConfig()
     adam: AdamConfig = AdamConfig()
 
 

@@ -46,6 +46,12 @@ def centered(x: jax.Array) -> jax.Array:
     return x - parallel.pmean(jnp.mean(x))
 
 
+def energy_cotangents(e_l: jax.Array, clip_width: float) -> tuple[jax.Array, jax.Array]:
+    """(Re, Im) of the clipped local energies, centred over all devices' walkers: the weights
+    of d log|psi| and d phase in the energy gradient (and SPRING's right-hand side)."""
+    return centered(clip_around_median(e_l.real, clip_width)), centered(clip_around_median(e_l.imag, clip_width))
+
+
 def energy_stats(e_l: jax.Array) -> EnergyStats:
     energy = parallel.pmean(jnp.mean(e_l.real))
     variance = parallel.pmean(jnp.mean((e_l.real - energy) ** 2))
@@ -72,9 +78,7 @@ def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width
         params, key, batch = primals
         data, walkers = batch
         energy, stats = loss(params, key, batch)
-        e_l = stats.local_energy
-        d_re = centered(clip_around_median(e_l.real, clip_width))
-        d_im = centered(clip_around_median(e_l.imag, clip_width))
+        d_re, d_im = energy_cotangents(stats.local_energy, clip_width)
         out, out_tangent = jax.jvp(lambda p: batch_pair(p, data, walkers), (params,), (tangents[0],))
         kfac_jax.register_normal_predictive_distribution(out)  # (B, 2): [log|psi|, phase]
         grad = jnp.mean(out_tangent[:, 0] * d_re + out_tangent[:, 1] * d_im)

@@ -1,6 +1,7 @@
-"""Optimizers of the energy: KFAC (kfac-jax, natural gradient) and Adam (optax).
+"""Optimizers of the energy: KFAC (kfac-jax, natural gradient), SPRING (vmc/spring.py) and
+Adam (optax).
 
-Both expose the same two calls, `init(params, key, batch)` and
+All expose the same two calls, `init(params, key, batch)` and
 `step(params, state, key, batch) -> (params, state, EnergyStats)`, with params and state
 replicated over local devices and the batch (system data, walkers) split over them; `key`
 (one host key) is split over the devices and reaches the loss, `loss(params, key, batch)`.
@@ -18,6 +19,7 @@ import optax
 
 from vmc import parallel
 from vmc.config import OptimizationConfig
+from vmc.spring import Spring
 
 
 def schedule(lr0: float, decay_steps: float) -> Callable:
@@ -128,5 +130,8 @@ class Adam:
         return self._step(params, state, parallel.device_keys(key), batch)
 
 
-def make_optimizer(loss: Callable, config: OptimizationConfig) -> Optimizer:
+def make_optimizer(loss: Callable, log_psi: Callable, config: OptimizationConfig) -> Optimizer:
+    """The configured optimizer of `loss`; SPRING also differentiates `log_psi` per walker."""
+    if config.optimizer == "spring":
+        return Spring(loss, log_psi, config)
     return {"kfac": Kfac, "adam": Adam}[config.optimizer](loss, config)

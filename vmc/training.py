@@ -147,7 +147,7 @@ class Trainer:
         self.optimizer = None
         if train and ansatz.trainable and config.optimization.steps > 0:
             loss = make_energy_loss(ansatz.log_psi, self.local_energy, config.optimization.clip_width)
-            self.optimizer = make_optimizer(loss, config.optimization)
+            self.optimizer = make_optimizer(loss, ansatz.log_psi, config.optimization)
 
     def init_state(self, params, walkers: list, key: jax.Array) -> TrainState:
         """The state before step 0: replicated params, sharded walkers, the configured widths."""
