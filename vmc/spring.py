@@ -45,11 +45,16 @@ class SpringState:
 
 def sample_jacobian(log_psi: Callable, params, data, walkers: jax.Array, chunk: int) -> jax.Array:
     """(B, 2, P) d[log|psi|, phase]/dθ of each walker, the parameters raveled (ravel_pytree
-    order); computed `chunk` walkers at a time."""
+    order); computed `chunk` walkers at a time. The two rows are separate gradients, not one
+    Jacobian: for a real psi the phase's is a symbolic zero and costs nothing."""
     flat, unravel = ravel_pytree(params)
     pair = log_psi_pair(log_psi)
-    one = jax.jacrev(lambda p, r: pair(unravel(p), data, r.reshape(-1)))
-    return jax.lax.map(lambda r: one(flat, r), walkers, batch_size=min(chunk, walkers.shape[0]))
+
+    def one(r):
+        part = lambda k: jax.grad(lambda p: pair(unravel(p), data, r.reshape(-1))[k])(flat)
+        return jnp.stack([part(0), part(1)])
+
+    return jax.lax.map(one, walkers, batch_size=min(chunk, walkers.shape[0]))
 
 
 def spring_direction(jac: jax.Array, eps: jax.Array, phi: jax.Array, damping: float, momentum: float) -> jax.Array:
@@ -61,27 +66,32 @@ def spring_direction(jac: jax.Array, eps: jax.Array, phi: jax.Array, damping: fl
     n = b * devices
     slice_size = -(-p // devices)
     pad = slice_size * devices - p
-    rows = jnp.pad(jac.reshape(2 * b, p), ((0, 0), (0, pad)))
+    rows = jnp.pad(jac, ((0, 0), (0, 0), (0, pad)))
     # every device: all walkers' rows (device-major, like all_gather) for its parameter slice
-    rows = jax.lax.all_to_all(rows, parallel.AXIS, split_axis=1, concat_axis=0, tiled=True)
+    rows = jax.lax.all_to_all(rows, parallel.AXIS, split_axis=2, concat_axis=0, tiled=True)
     mine = jax.lax.axis_index(parallel.AXIS)
     phi_slice = jax.lax.dynamic_slice(jnp.pad(phi, (0, pad)), (mine * slice_size,), (slice_size,))
-    eps_all = jax.lax.all_gather(eps.reshape(2 * b), parallel.AXIS, tiled=True)
+    eps_all = jax.lax.all_gather(eps, parallel.AXIS, tiled=True)  # (N, 2)
     with jax.enable_x64(True):
         f64 = jnp.float64
-        rows = rows.astype(f64).reshape(n, 2, slice_size)
-        j_bar = ((rows - jnp.mean(rows, axis=0)) / jnp.sqrt(n)).reshape(2 * n, slice_size)
-        gram = jax.lax.psum(j_bar @ j_bar.T, parallel.AXIS)
+        rows = rows.astype(f64)
+        rows = (rows - jnp.mean(rows, axis=0)) / jnp.sqrt(n)
+        a, b_ = rows[:, 0], rows[:, 1]  # log|psi| rows, phase rows (N, slice)
+        # A real psi has no phase rows (exactly zero): skip three quarters of the Gram matrix,
+        # its cost (N² P) being the step's largest after the local energy.
+        ab, bb = jax.lax.cond(jnp.any(b_ != 0), lambda: (a @ b_.T, b_ @ b_.T),
+                              lambda: (jnp.zeros((n, n), f64), jnp.zeros((n, n), f64)))
+        gram = jax.lax.psum(jnp.block([[a @ a.T, ab], [ab.T, bb]]), parallel.AXIS)
         # Centred rows make the all-ones vector of the log|psi| rows (and of the phase rows) a
         # null vector of J̄ᵀ: adding it to the Gram matrix lifts that eigenvalue from λ to λ + 1
         # without changing J̄ᵀ(·)⁻¹ (exactly), only the conditioning.
-        part = jnp.arange(2 * n) % 2
-        ones = (part[:, None] == part[None, :]).astype(f64) / n
+        ones = jnp.kron(jnp.eye(2, dtype=f64), jnp.ones((n, n), f64) / n)
         gram = gram + damping * jnp.eye(2 * n, dtype=f64) + ones
         decayed = momentum * phi_slice.astype(f64)
-        rhs = eps_all.astype(f64) / jnp.sqrt(n) - jax.lax.psum(j_bar @ decayed, parallel.AXIS)
+        j_phi = jax.lax.psum(jnp.concatenate([a @ decayed, b_ @ decayed]), parallel.AXIS)
+        rhs = jnp.concatenate([eps_all[:, 0], eps_all[:, 1]]).astype(f64) / jnp.sqrt(n) - j_phi
         x = jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(gram), rhs)
-        new_slice = (j_bar.T @ x + decayed).astype(phi.dtype)
+        new_slice = (a.T @ x[:n] + b_.T @ x[n:] + decayed).astype(phi.dtype)
     return jax.lax.all_gather(new_slice, parallel.AXIS, tiled=True)[:p]
 
 
