@@ -163,7 +163,7 @@ def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     overrides = {"model.fire.orbital_mlp": orbital_mlp, "model.fire.implementation": "sparse" if orbital_mlp == "joint" else "dense"}
     _, ansatz, data, params, r = wavefunction(CHAIN, "fire", walkers=4, overrides=overrides)
     loss = make_energy_loss(ansatz.log_psi, make_batch_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic), clip_width=5.0)
-    optimizer = make_optimizer(loss, ansatz.log_psi, make_config(None, {}).optimization)
+    optimizer = make_optimizer(loss, ansatz.log_psi, make_config(None, {"optimization.optimizer": "kfac"}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))
     optimizer.init(parallel.replicate(params), jax.random.PRNGKey(0), batch)
     estimator = optimizer.optimizer_for(batch)._estimator

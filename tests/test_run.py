@@ -84,7 +84,8 @@ H2_FLOAT64_KFAC = [
 def test_float64_kfac_energies_are_unchanged(tmp_path):
     """KFAC in float64 (every parameter float64: haiku's float32 default once broke kfac-jax's
     momentum sum), and the same energies, step for step, as the recorded run."""
-    run_dir = vmc.run(TINY, out=tmp_path / "run", precision="float64", optimization={"steps": 30}, evaluation={"steps": 0})
+    run_dir = vmc.run(TINY, out=tmp_path / "run", precision="float64", optimization={"steps": 30, "optimizer": "kfac"},
+                     evaluation={"steps": 0})
     train = _train(run_dir)
     assert list(train["step"]) == list(range(30))
     np.testing.assert_allclose(train["energy"], H2_FLOAT64_KFAC, rtol=0, atol=1e-10)

@@ -31,7 +31,7 @@ def _potential_energies(params, key, data, walkers):
 def _kfac_steps(ansatz, data, params, r, n_steps):
     """n_steps KFAC steps (default settings) on fixed walkers r; params (host) after each."""
     loss = make_energy_loss(ansatz.log_psi, _potential_energies, clip_width=5.0)
-    optimizer = make_optimizer(loss, ansatz.log_psi, make_config(None, {}).optimization)
+    optimizer = make_optimizer(loss, ansatz.log_psi, make_config(None, {"optimization.optimizer": "kfac"}).optimization)
     batch = parallel.replicate(data), parallel.shard(np.asarray(r))
     params = parallel.replicate(params)
     state = optimizer.init(params, jax.random.PRNGKey(0), batch)

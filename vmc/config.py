@@ -116,7 +116,7 @@ class SpringConfig(_Section):
 
 class OptimizationConfig(_Section):
     steps: int = Field(1000, ge=0)
-    optimizer: Literal["kfac", "spring", "adam"] = "kfac"
+    optimizer: Literal["spring", "kfac", "adam"] = "spring"
     # learning rate lr0 / (1 + t / decay_steps)
     decay_steps: float = Field(1000.0, gt=0)
     # local energies are clipped to median +- clip_width * mean absolute deviation (gradient only)
