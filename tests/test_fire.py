@@ -14,7 +14,7 @@ import pytest
 
 import vmc
 from vmc import checkpoint, parallel
-from vmc.ansatz import fire
+from vmc.ansatz import fire, fire_sparse
 from vmc.config import make_config
 from vmc.hamiltonian import make_batch_local_energy, make_local_energy, potential_energy
 from vmc.loss import make_energy_loss
@@ -118,8 +118,9 @@ def test_local_energy_continuous_across_cutoff(x64, wavefunction, monkeypatch, c
     """E_L stays finite and continuous while electron j crosses the cutoff sphere of electron i:
     its jump over [c - delta, c + delta] shrinks in proportion to delta. The same check on a
     cutoff that is only C^1 (a jump in the Laplacian) must fail, so the check has teeth."""
-    if cutoff_function == "c1":
+    if cutoff_function == "c1":  # wherever the (sparse, default) network applies the cutoff
         monkeypatch.setattr(fire, "smooth_cutoff", _c1_cutoff)
+        monkeypatch.setattr(fire_sparse, "smooth_cutoff", _c1_cutoff)
     cutoff = 3.0
     _, ansatz, data, params, r = wavefunction("LiH", "fire", seed=2, overrides={"model.fire.cutoff": cutoff})
     e_l = jax.jit(lambda r: make_local_energy(ansatz.log_psi, kinetic=ansatz.kinetic)(params, jax.random.PRNGKey(0), data, r).real)
