@@ -133,5 +133,5 @@ class Adam:
 def make_optimizer(loss: Callable, log_psi: Callable, config: OptimizationConfig) -> Optimizer:
     """The configured optimizer of `loss`; SPRING also differentiates `log_psi` per walker."""
     if config.optimizer == "spring":
-        return Spring(loss, log_psi, config)
+        return Spring(loss, log_psi, config, schedule(config.spring.learning_rate, config.decay_steps))
     return {"kfac": Kfac, "adam": Adam}[config.optimizer](loss, config)

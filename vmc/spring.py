@@ -98,9 +98,9 @@ def spring_direction(jac: jax.Array, eps: jax.Array, phi: jax.Array, damping: fl
 class Spring:
     """SPRING behind the optimizers' `init` / `step` (vmc/optimizers.py)."""
 
-    def __init__(self, loss: Callable, log_psi: Callable, config: OptimizationConfig):
+    def __init__(self, loss: Callable, log_psi: Callable, config: OptimizationConfig, rate: Callable):
+        """rate(t): the learning rate of step t (optimizers.schedule)."""
         s = config.spring
-        rate = lambda t: s.learning_rate / (1.0 + t / config.decay_steps)
 
         def step(params, state, key, batch):
             data, walkers = batch
