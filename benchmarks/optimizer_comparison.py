@@ -4,7 +4,7 @@
     python benchmarks/optimizer_comparison.py evaluate runs/lih_spring --marks 10 20 30
 
 `train` runs `vmc run` with `fire` (default sizes), 256 walkers, 200 pretraining steps, seed 7
-and a checkpoint every 100 steps, and stops it with SIGTERM (a checkpoint, exit 130) after
+and a checkpoint every 100 steps, and stops it with SIGTERM (a checkpoint, exit 143) after
 `--minutes`; the clock starts with the command (HF, pretraining and burn-in included).
 `evaluate` takes, for every mark, the newest checkpoint written before it (file times
 against the start time `train` recorded) and evaluates it (`vmc evaluate`, 2000 steps after

@@ -26,6 +26,9 @@ def log_sum_dets(signs: jax.Array, logdets: jax.Array) -> tuple[jax.Array, jax.A
     if signs.shape[0] == 1:
         return phase_of(signs[0]), logdets[0]
     shift = jax.lax.stop_gradient(jnp.max(logdets))
+    # every determinant zero (e.g. an electron beyond every orbital row's cutoff): psi = 0,
+    # log|psi| = -inf as for K = 1, which MCMC leaves at its next move; -inf - -inf would be NaN
+    shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
     total = jnp.sum(signs * jnp.exp(logdets - shift))
     return phase_of(total), shift + jnp.log(jnp.abs(total))
 
