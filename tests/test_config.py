@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -52,3 +54,12 @@ def test_missing_file(tmp_path):
 def test_config_model_is_strict():
     with pytest.raises(Exception):
         Config.model_validate({"nonsense": 1})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    """Every config the README points users at parses, with its systems expanded."""
+    from vmc.systems import resolve_config
+
+    config, systems = resolve_config(make_config(path, {}))
+    assert systems and config.mcmc.walkers >= 1

@@ -82,6 +82,7 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
     assert code == 3, err
     assert err.count("rejected:") == 5 and "not finite" in err and "robust standard deviations" in err
     assert "vmc: optimization diverged: 3 consecutive steps rejected at step 6" in err
+    assert "with a lower learning rate" in err  # an update made the state bad
     assert len(calls) == 11
     with h5py.File(out / "energies.h5", "r") as f:
         train = read_train(f["systems/H2"])
@@ -94,3 +95,32 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
     for path in saved:
         with h5py.File(path, "r") as f:
             assert all(np.all(np.isfinite(f["params"][k][()])) for k in f["params"])
+
+
+def test_non_finite_energy_at_step_0_does_not_blame_the_learning_rate(tmp_path, monkeypatch, capsys):
+    """A step's energy is that of the state before its update: non-finite at step 0 means the
+    starting wavefunction is bad, and the message must not send the user to a lower learning rate."""
+    import vmc.training
+
+    make = vmc.training.make_optimizer
+
+    def nan_energy_optimizer(loss, log_psi, config):
+        optimizer = make(loss, log_psi, config)
+        step = optimizer.step
+
+        def nan_step(params, state, key, batch):
+            params, state, stats = step(params, state, key, batch)
+            return params, state, dataclasses.replace(stats, energy=stats.energy * np.nan)
+
+        optimizer.step = nan_step
+        return optimizer
+
+    monkeypatch.setattr(vmc.training, "make_optimizer", nan_energy_optimizer)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out)]) == 3
+    err = capsys.readouterr().err
+    assert "rejected at step 0 (H2)" in err and "before any update" in err, err
+    assert "lower learning rate" not in err
+    assert checkpoint.checkpoint_step(checkpoint.list_checkpoints(out / "checkpoints")[-1]) == 0

@@ -196,9 +196,8 @@ class Run:
                     log(f"step {t} ({system.id}) rejected: {reason}; retrying with fresh samples ({rejected}/{cfg.max_rejected})")
                     if rejected >= cfg.max_rejected:
                         self.save("optimize")
-                        raise Diverged(f"optimization diverged: {rejected} consecutive steps rejected at step {t} ({system.id}); "
-                                       f"{checkpoint.checkpoint_path(self.ckpt_dir, t)} holds the last good state: start a new run "
-                                       f"from it with a lower learning rate (--from that file --out NEW)")
+                        raise Diverged(_diverged_message(rejected, t, system.id, checkpoint.checkpoint_path(self.ckpt_dir, t),
+                                                         np.isfinite(result.energy)))
                     continue
                 rejected = 0
                 self.state = new
@@ -351,3 +350,15 @@ class Run:
 
             finish_run(self.run_dir, log)
         return results
+
+
+def _diverged_message(rejected: int, step: int, system: str, path: Path, energy_finite: bool) -> str:
+    """What stopped the run, and what to do. The step's energy is that of the state before its
+    update: when it is not finite at step 0, no update has been made yet, so no learning rate
+    is to blame (docs/robustness.md)."""
+    head = f"optimization diverged: {rejected} consecutive steps rejected at step {step} ({system}); "
+    if step == 0 and not energy_finite:
+        return head + (f"the starting wavefunction (after pretraining, or from --from) gives non-finite local energies "
+                       f"before any update, so the optimizer is not the cause (check the pretraining and the model settings); "
+                       f"{path} holds that state")
+    return head + f"{path} holds the last good state: start a new run from it with a lower learning rate (--from that file --out NEW)"
