@@ -25,6 +25,21 @@ TINY = {
 }
 
 
+def _patch_optimizer_step(monkeypatch, fault):
+    """Every optimizer step's (params, state, stats) passes through fault(params, state, stats)."""
+    import vmc.training
+
+    make = vmc.training.make_optimizer
+
+    def faulty_make_optimizer(loss, log_psi, config):
+        optimizer = make(loss, log_psi, config)
+        step = optimizer.step
+        optimizer.step = lambda params, state, key, batch: fault(*step(params, state, key, batch))
+        return optimizer
+
+    monkeypatch.setattr(vmc.training, "make_optimizer", faulty_make_optimizer)
+
+
 def test_guard_rejects_non_finite_and_jumps_only():
     guard = StepGuard(10.0)
     assert guard.reason("A", np.nan, 1.0) and guard.reason("A", -1.0, np.inf)
@@ -51,29 +66,18 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
     call 8 (step 6) on every attempt is NaN: steps 0-5 are kept once each, step 6 is tried
     max_rejected = 3 times, the run stops with status 3, and the newest checkpoint (step 6)
     holds the last good, finite state."""
-    import vmc.training
-
     calls = []
-    make = vmc.training.make_optimizer
 
-    def faulty_make_optimizer(loss, log_psi, config):
-        optimizer = make(loss, log_psi, config)
-        step = optimizer.step
+    def fault(params, state, stats):
+        n = len(calls)
+        calls.append(n)
+        if n == 2 or n >= 8:
+            params = {k: {n_: v * np.nan for n_, v in leaf.items()} for k, leaf in params.items()}
+        if n == 4:
+            stats = dataclasses.replace(stats, energy=stats.energy + 1e4)
+        return params, state, stats
 
-        def faulty_step(params, state, key, batch):
-            params, state, stats = step(params, state, key, batch)
-            n = len(calls)
-            calls.append(n)
-            if n == 2 or n >= 8:
-                params = {k: {n_: v * np.nan for n_, v in leaf.items()} for k, leaf in params.items()}
-            if n == 4:
-                stats = dataclasses.replace(stats, energy=stats.energy + 1e4)
-            return params, state, stats
-
-        optimizer.step = faulty_step
-        return optimizer
-
-    monkeypatch.setattr(vmc.training, "make_optimizer", faulty_make_optimizer)
+    _patch_optimizer_step(monkeypatch, fault)
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "run"
@@ -100,22 +104,7 @@ def test_rejected_steps_are_retried_and_never_saved(tmp_path, monkeypatch, capsy
 def test_non_finite_energy_at_step_0_does_not_blame_the_learning_rate(tmp_path, monkeypatch, capsys):
     """A step's energy is that of the state before its update: non-finite at step 0 means the
     starting wavefunction is bad, and the message must not send the user to a lower learning rate."""
-    import vmc.training
-
-    make = vmc.training.make_optimizer
-
-    def nan_energy_optimizer(loss, log_psi, config):
-        optimizer = make(loss, log_psi, config)
-        step = optimizer.step
-
-        def nan_step(params, state, key, batch):
-            params, state, stats = step(params, state, key, batch)
-            return params, state, dataclasses.replace(stats, energy=stats.energy * np.nan)
-
-        optimizer.step = nan_step
-        return optimizer
-
-    monkeypatch.setattr(vmc.training, "make_optimizer", nan_energy_optimizer)
+    _patch_optimizer_step(monkeypatch, lambda params, state, stats: (params, state, dataclasses.replace(stats, energy=stats.energy * np.nan)))
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "run"
