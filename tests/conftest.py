@@ -1,7 +1,20 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # Tests see two CPU devices, so the pmap paths are exercised with real splitting.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+# One XLA compilation cache for the session, private to it and removed at its end: most of the
+# suite's time is compilation, and many tests compile the same programs again (a run, its
+# resumption, the `vmc` subprocesses of the whole-run tests). pytest-xdist's workers and those
+# subprocesses inherit the variable, so they share it. A cache hit gives the same executable,
+# so no test checks less; a damaged entry is recompiled (jax warns and carries on).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="vmc-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
