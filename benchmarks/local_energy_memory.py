@@ -18,22 +18,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from vmc import parallel
+from vmc import memory, parallel
 from vmc.api import build_config
 from vmc.config import parse_override
 from vmc.hamiltonian import make_batch_local_energy
 from vmc.runner import Run
-
-
-def temp_bytes(fn, *args) -> int:
-    return fn.lower(*args).compile().memory_analysis().temp_size_in_bytes
-
-
-def device_memory() -> int:
-    stats = jax.local_devices()[0].memory_stats()
-    if stats and "bytes_limit" in stats:
-        return int(stats["bytes_limit"])
-    return parallel.host_memory() // jax.local_device_count()
 
 
 def main() -> None:
@@ -41,23 +30,23 @@ def main() -> None:
     p.add_argument("config")
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.add_argument("--memory-gib", type=float, default=None)
-    p.add_argument("--fraction", type=float, default=0.5, help="share of the memory the local energy may take")
+    p.add_argument("--fraction", type=float, default=memory.SHARE, help="share of the memory the local energy may take")
     args = p.parse_args()
     cfg = build_config(args.config, dict(parse_override(o) for o in args.overrides))
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp))
         params, data = parallel.unreplicate(run.state.params), parallel.unreplicate(run.data[0])
         walkers = parallel.unshard(run.state.walkers[0])
-        energies = jax.jit(make_batch_local_energy(run.ansatz.log_psi, None, kinetic=run.ansatz.kinetic))
-        key = jax.random.PRNGKey(0)
-        one, four = (temp_bytes(energies, params, key, data, walkers[:n]) for n in (1, 4))
+        energies = make_batch_local_energy(run.ansatz.log_psi, None, kinetic=run.ansatz.kinetic)
+        one, four = (memory.measure(energies, params, data, walkers[:n]) for n in (1, 4))
+        estimate = memory.estimate_per_walker(run.ansatz.log_psi, params, data, walkers[0])
     per_walker = (four - one) / 3
-    budget = args.fraction * (args.memory_gib * 2**30 if args.memory_gib else device_memory())
+    budget = args.fraction * (args.memory_gib * 2**30 if args.memory_gib else memory.device_memory())
     system = run.systems[0]
     print(f"{jax.devices()[0].device_kind} | {system.id}: {system.n_electrons} electrons, model {cfg.model.name}"
           f"{' (' + cfg.model.fire.implementation + ')' if cfg.model.name == 'fire' else ''}, basis {cfg.baseline.basis}, {cfg.precision}")
     print(f"local energy temporaries: 1 walker {one / 2**20:.1f} MiB, 4 walkers {four / 2**20:.1f} MiB, "
-          f"{per_walker / 2**20:.1f} MiB per walker")
+          f"{per_walker / 2**20:.1f} MiB per walker (vmc's upper estimate: {estimate / 2**20:.1f} MiB)")
     print(f"local_energy_batch for {budget / 2**30:.1f} GiB: {max(1, int(np.floor(budget / max(per_walker, 1))))}")
 
 

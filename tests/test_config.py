@@ -62,4 +62,4 @@ def test_shipped_configs_are_valid(path):
     from vmc.systems import resolve_config
 
     config, systems = resolve_config(make_config(path, {}))
-    assert systems and config.mcmc.walkers >= 1
+    assert systems and config.local_energy_batch == "auto"

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vmc.errors import InputError
+
+PositiveInt = Annotated[int, Field(ge=1)]
 
 
 class _Section(BaseModel):
@@ -149,8 +151,9 @@ class Config(_Section):
     system: Any = "H2"
     seed: int = 0
     precision: Literal["float32", "float64"] = "float32"
-    # walkers per device whose local energies are computed at once (memory); null: all
-    local_energy_batch: int | None = Field(None, ge=1)
+    # walkers per device whose local energies are computed at once (memory); null: all;
+    # auto: all when they fit half a device's memory, else as many as fit (vmc/memory.py)
+    local_energy_batch: PositiveInt | Literal["auto"] | None = "auto"
     distributed: bool = False  # multi-host: call jax.distributed.initialize() first
     baseline: BaselineConfig = BaselineConfig()
     model: ModelConfig = ModelConfig()
@@ -159,6 +162,13 @@ class Config(_Section):
     optimization: OptimizationConfig = OptimizationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @field_validator("local_energy_batch", mode="before")
+    @classmethod
+    def _batch_word(cls, value):
+        if isinstance(value, str) and value != "auto":
+            raise ValueError(f"expected a positive integer, 'auto' or null (got {value!r})")
+        return value
 
 
 def _type_tag(part) -> bool:

@@ -1,7 +1,11 @@
 """`energies.h5`: the energies of a run, written as it goes.
 
 Layout (energies in hartree; "whole" means the whole simulation cell):
-    /                         attrs: vmc_version, created, config (resolved YAML text)
+    /                         attrs: vmc_version, created, config (resolved YAML text);
+                                     `local_energy_batch: auto`: local_energy_batch (walkers
+                                     per device at once), local_energy_bytes_per_walker,
+                                     local_energy_bytes_measured (XLA's figure, else an upper
+                                     estimate), local_energy_budget_bytes (vmc/memory.py)
     /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...),
                                      hf_energy (whole cell), hf_energy_per_cell: the HF baseline;
                                      sparse `fire`: neighbour_lists (names), neighbour_capacities
@@ -127,6 +131,13 @@ class EnergyFile:
             d = f[f"systems/{system_id}/train"]
             d.resize((d.shape[0] + 1,))
             d[-1:] = row
+
+    @_writes
+    def write_memory(self, batch: int, per_walker: int, measured: bool, budget: int) -> None:
+        """How the local energy was split (`local_energy_batch: auto`; bytes per device)."""
+        with open_h5(self.path, "a") as f:
+            f.attrs.update(local_energy_batch=batch, local_energy_bytes_per_walker=per_walker,
+                           local_energy_bytes_measured=measured, local_energy_budget_bytes=budget)
 
     @_writes
     def write_lists(self, system_id: str, fields: tuple[str, ...], capacities: tuple[int, ...], recompiles: int) -> None:

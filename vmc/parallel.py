@@ -62,6 +62,15 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def host_min(x: int) -> int:
+    """The smallest of every process's x (the same answer on all)."""
+    if jax.process_count() == 1:
+        return x
+    from jax.experimental import multihost_utils
+
+    return int(np.min(multihost_utils.process_allgather(np.array(x, np.int64))))
+
+
 def device_count() -> int:
     return jax.local_device_count()
 

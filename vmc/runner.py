@@ -98,6 +98,10 @@ class Run:
         for i in range(len(self.systems)):
             self.data.fit(i, walkers[i])
         self.state = self.trainer.init_state(parallel.replicate(self._init_params(key, self.data[0], walkers[0])), walkers, key)
+        if (mem := self.trainer.memory) is not None:
+            log(mem.describe(self.n_per_device))
+            if self.writer:
+                self.energies.write_memory(mem.batch or self.n_per_device, mem.per_walker, mem.measured, mem.budget)
 
     def close(self) -> None:
         """Releases the run directory (also done by the OS when the process ends)."""

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vmc import parallel
+from vmc import memory, parallel
 from vmc.hamiltonian import make_batch_local_energy
 from vmc.loss import make_energy_loss
 from vmc.mcmc import adapt_width, make_mcmc_step
@@ -134,23 +134,47 @@ class DeviceData:
 class Trainer:
     """The compiled pieces of one run's optimization: sampling, the local energy, the loss and
     the optimizer, over the systems in `data`, picked by `weights`. train=False (or an ansatz
-    without parameters, or optimization.steps = 0): no optimizer, and the state's opt_state is None."""
+    without parameters, or optimization.steps = 0): no optimizer, and the state's opt_state is None.
+    `memory`: how `local_energy_batch: auto` split the local energy (vmc/memory.py), else None."""
 
     def __init__(self, ansatz, config, data: DeviceData, weights: np.ndarray, train: bool = True):
         self.ansatz = ansatz
         self.config = config
         self.data = data
         self.weights = np.asarray(weights, dtype=float)
-        self.local_energy = make_batch_local_energy(ansatz.log_psi, config.local_energy_batch, kinetic=ansatz.kinetic)
         self.mcmc_step = make_mcmc_step(ansatz.log_psi, config.mcmc.steps, ansatz.neighbour_counts)
         self._sample = parallel.pmap(lambda *args: _global_needed(self.mcmc_step(*args)), in_axes=(0, 0, 0, 0, None))
-        self.optimizer = None
-        if train and ansatz.trainable and config.optimization.steps > 0:
-            loss = make_energy_loss(ansatz.log_psi, self.local_energy, config.optimization.clip_width)
-            self.optimizer = make_optimizer(loss, ansatz.log_psi, config.optimization)
+        self.train = train and ansatz.trainable and config.optimization.steps > 0
+        # built by init_state: `local_energy_batch: auto` sizes the batch from the parameters,
+        # the systems' (sized) data and the walkers per device
+        self.local_energy = self.optimizer = self.memory = None
+
+    def _build(self, params, walkers: list) -> None:
+        """The local energy (split as config.local_energy_batch says) and the optimizer."""
+        batch = self.config.local_energy_batch
+        if batch == "auto":
+            self.memory = self._size_local_energy(parallel.unreplicate(params), walkers)
+            batch = self.memory.batch
+        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, batch, kinetic=self.ansatz.kinetic)
+        if self.train:
+            loss = make_energy_loss(self.ansatz.log_psi, self.local_energy, self.config.optimization.clip_width)
+            self.optimizer = make_optimizer(loss, self.ansatz.log_psi, self.config.optimization)
+
+    def _size_local_energy(self, params, walkers: list) -> memory.LocalEnergyMemory:
+        """`local_energy_batch: auto` for these parameters, systems and walkers (vmc/memory.py);
+        the same on every host (the smallest device budget of all)."""
+        data = [parallel.unreplicate(self.data[i]) for i in range(len(self.data))]
+        r = [jnp.asarray(parallel.unshard(w)) for w in walkers]  # this host's walkers of each system
+        estimates = [memory.estimate_per_walker(self.ansatz.log_psi, params, d, x[0]) for d, x in zip(data, r)]
+        whole = make_batch_local_energy(self.ansatz.log_psi, None, kinetic=self.ansatz.kinetic)
+        budget = parallel.host_min(int(memory.SHARE * memory.device_memory()))
+        return memory.choose_batch(walkers[0].shape[1], estimates, lambda i, b: memory.measure(whole, params, data[i], r[i][:b]), budget)
 
     def init_state(self, params, walkers: list, key: jax.Array) -> TrainState:
-        """The state before step 0: replicated params, sharded walkers, the configured widths."""
+        """The state before step 0: replicated params, sharded walkers, the configured widths.
+        Builds the local energy and the optimizer the first time."""
+        if self.local_energy is None:
+            self._build(params, walkers)
         opt_state = None
         if self.optimizer is not None:
             opt_state = self.optimizer.init(params, step_key(key, "optimizer", 0, 0, per_host=False), (self.data[0], walkers[0]))
