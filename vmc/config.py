@@ -152,7 +152,7 @@ class Config(_Section):
     seed: int = 0
     precision: Literal["float32", "float64"] = "float32"
     # walkers per device whose local energies are computed at once (memory); null: all;
-    # auto: all when they fit half a device's memory, else as many as fit (vmc/memory.py)
+    # auto: at most 128, and no more than fit half a device's memory (vmc/memory.py)
     local_energy_batch: PositiveInt | Literal["auto"] | None = "auto"
     distributed: bool = False  # multi-host: call jax.distributed.initialize() first
     baseline: BaselineConfig = BaselineConfig()

@@ -43,7 +43,7 @@ def device_memory() -> int:
 
 def _intermediate_bytes(jaxpr, repeat: int = 1) -> int:
     """Bytes of every value a jaxpr computes, sub-programs included (a scan body counts once
-    per iteration): no buffer is ever reused, so this bounds what XLA keeps alive."""
+    per iteration), as if no buffer were ever freed or reused."""
     total = 0
     for eqn in jaxpr.eqns:
         total += repeat * sum(int(np.prod(v.aval.shape)) * v.aval.dtype.itemsize for v in eqn.outvars if hasattr(v.aval, "shape"))
