@@ -32,7 +32,8 @@ def main() -> None:
     p.add_argument("--memory-gib", type=float, default=None)
     p.add_argument("--fraction", type=float, default=memory.SHARE, help="share of the memory the local energy may take")
     args = p.parse_args()
-    cfg = build_config(args.config, dict(parse_override(o) for o in args.overrides))
+    # local_energy_batch null: this script measures for itself; `auto` would compile once more at start
+    cfg = build_config(args.config, {**dict(parse_override(o) for o in args.overrides), "local_energy_batch": None})
     with tempfile.TemporaryDirectory() as tmp:
         run = Run(cfg, Path(tmp))
         params, data = parallel.unreplicate(run.state.params), parallel.unreplicate(run.data[0])

@@ -164,7 +164,7 @@ class Trainer:
         """`local_energy_batch: auto` for these parameters, systems and walkers (vmc/memory.py);
         the same on every host (the smallest device budget of all)."""
         data = [parallel.unreplicate(self.data[i]) for i in range(len(self.data))]
-        r = [jnp.asarray(parallel.unshard(w)) for w in walkers]  # this host's walkers of each system
+        r = [parallel.unshard(w) for w in walkers]  # this host's walkers of each system (host arrays)
         estimates = [memory.estimate_per_walker(self.ansatz.log_psi, params, d, x[0]) for d, x in zip(data, r)]
         whole = make_batch_local_energy(self.ansatz.log_psi, None, kinetic=self.ansatz.kinetic)
         budget = parallel.host_min(int(memory.SHARE * memory.device_memory()))
