@@ -39,7 +39,7 @@ def main() -> None:
         params, data = parallel.unreplicate(run.state.params), parallel.unreplicate(run.data[0])
         walkers = parallel.unshard(run.state.walkers[0])
         energies = make_batch_local_energy(run.ansatz.log_psi, None, kinetic=run.ansatz.kinetic)
-        one, four = (memory.measure(energies, params, data, walkers[:n]) for n in (1, 4))
+        one, four = (memory.measure(lambda p, d, w: energies(p, jax.random.PRNGKey(0), d, w), params, data, walkers[:n]) for n in (1, 4))
         estimate = memory.estimate_per_walker(run.ansatz.log_psi, params, data, walkers[0])
     per_walker = (four - one) / 3
     budget = args.fraction * (args.memory_gib * 2**30 if args.memory_gib else memory.device_memory())

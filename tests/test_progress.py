@@ -25,3 +25,20 @@ def test_shared_run_systems_are_averaged_apart():
     assert progress.estimate("h16") == format_energy(*mean_and_error(large[-20:]))
     assert progress.estimate(None) is None
     progress.close()
+
+
+def test_eta_leaves_out_the_first_step_that_compiles():
+    """A first step of 60 s (compilation) and then 2 s per step: the ETA and the phase's
+    estimate count 2 s per step, not the average with the first."""
+    now = [0.0]
+    said = []
+    progress = Progress(10, "optimize", enabled=False, say=said.append, clock=lambda: now[0])
+    assert progress.remaining() is None
+    for dt in [60.0, 2.0, 2.0, 2.0]:
+        now[0] += dt
+        progress.update(energy=-1.0)
+    assert progress.seconds_per_step() == 2.0
+    assert progress.remaining() == 2.0 * 6
+    assert len(said) == 1 and "first step 60.0 s (with compilation), then 2 s per step" in said[0]
+    assert "0:00:14 for the 7 steps left" in said[0]
+    progress.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vmc.config import Config, load_yaml, make_config
-from vmc.errors import InputError
+from vmc.errors import InputError, Interrupted
 
 
 def default_run_dir(config_source: Any, suffix: str = "") -> Path:
@@ -67,18 +67,38 @@ def build_config(config: Any, overrides: dict[str, Any]) -> Config:
     return make_config(config, flat)
 
 
+def explicit_keys(overrides: dict[str, Any]) -> set[str]:
+    """The dotted config keys that `overrides` (--set, keyword arguments) set explicitly: a
+    fine-tune's network settings come from its checkpoint unless set so (vmc/finetune.py)."""
+    overrides = dict(overrides)
+    system = overrides.pop("system", None)
+    keys = set(flatten_overrides(overrides))
+    if system is not None:
+        keys.add("system")
+        if hasattr(system, "atom_coords") and isinstance(system.basis, str):
+            keys.add("baseline.basis")  # build_config takes the Mole's basis
+    return keys
+
+
 def run(config: str | Path | dict | Config | None = None, *, out: str | Path | None = None,
         params_from: str | Path | None = None, **overrides) -> Path:
     """Runs a calculation and returns its run directory.
 
     config: path to a YAML file, a mapping, a Config, or an existing run directory (resumed).
+    params_from: a checkpoint whose network parameters start the run (fine-tuning, as
+        `checkpoint.restore`): the settings that shape them come from the checkpoint's config,
+        and an explicit override of one must agree with it (vmc/finetune.py).
     overrides: config keys, as nested mappings (mcmc={'walkers': 256}), double-underscore
         names (mcmc__walkers=256) or dotted names (**{'mcmc.walkers': 256}); `system` may be a
         pyscf.gto.Mole.
     """
+    from vmc.finetune import prepare
+
     config, run_dir = resolve_run_dir(config, out)
     cfg = build_config(config, overrides)
-    _execute(cfg, run_dir, params_from=Path(params_from) if params_from else None)
+    # --from / checkpoint.restore: the network's settings from the checkpoint, the source recorded
+    cfg = prepare(cfg, run_dir, params_from, explicit_keys(overrides))
+    _execute(cfg, run_dir)
     return run_dir
 
 
@@ -88,25 +108,47 @@ def _execute(cfg: Config, run_dir: Path, **kwargs) -> None:
     from vmc.runner import Run
 
     with signals.handled():
-        run = Run(cfg, run_dir, **kwargs)
+        run = None
         try:
+            run = Run(cfg, run_dir, **kwargs)
             run.execute()
+        except Interrupted as e:
+            raise Interrupted(e.signum, _stopped_message(str(e), run_dir)) from None
         finally:
-            run.close()
+            if run is not None:
+                run.close()
+
+
+def _stopped_message(message: str, run_dir: Path) -> str:
+    """A stop signal's message, completed with what a resume of run_dir will do (the
+    optimization loop's own message already says it)."""
+    from vmc.checkpoint import checkpoint_step, list_checkpoints
+
+    if "`vmc run" in message:
+        return message
+    saved = list_checkpoints(run_dir / "checkpoints")
+    if saved:
+        return f"{message}; `vmc run {run_dir}` resumes from its checkpoint at step {checkpoint_step(saved[0])}"
+    if (run_dir / "config.yaml").is_file():
+        return f"{message} before the run's first checkpoint; `vmc run {run_dir}` starts it again (Hartree–Fock is cached)"
+    return f"{message} before anything of the run was written; run the same command again"
 
 
 def evaluate(checkpoint_path: str | Path, config: str | Path | dict | None = None, *,
              out: str | Path | None = None, **overrides) -> Path:
-    """Evaluation-only run of a checkpoint's parameters, on its own systems or on `config`'s."""
+    """Evaluation-only run of a checkpoint's parameters, on its own systems or on `config`'s;
+    the settings that shape the parameters come from the checkpoint (vmc/finetune.py)."""
     import yaml
 
     from vmc.checkpoint import read_config_text
+    from vmc.finetune import prepare
 
     checkpoint_path = Path(checkpoint_path)
     source = config if config is not None else yaml.safe_load(read_config_text(checkpoint_path))
     cfg = build_config(source, overrides)
     run_dir = Path(out) if out is not None else default_run_dir(config if config is not None else checkpoint_path, "eval")
-    _execute(cfg, run_dir, params_from=checkpoint_path, evaluate_only=True)
+    cfg = prepare(cfg, run_dir, checkpoint_path, explicit_keys(overrides), evaluate=True)
+    _execute(cfg, run_dir, evaluate_only=True)
     return run_dir
 
 

@@ -1,4 +1,4 @@
-"""Command line: `vmc run`, `vmc evaluate`, `vmc export`, `vmc report`, `vmc systems`.
+"""Command line: `vmc run`, `vmc plan`, `vmc evaluate`, `vmc export`, `vmc report`, `vmc systems`.
 
 Every expected failure ends with one line on stderr and an exit status of its own
 (vmc/errors.py): 2 bad input, 3 diverged, 4 output not writable, 130/143 stopped by
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vmc.errors import InputError, VmcError
+from vmc.errors import InputError, Interrupted, VmcError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,11 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("config", help="YAML config, or a run directory to resume")
     r.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (YAML value)")
     r.add_argument("--out", help="run directory (default runs/<config>-<time>)")
-    r.add_argument("--from", dest="params_from", metavar="CHECKPOINT", help="start from the network parameters of a checkpoint (fine-tuning)")
+    r.add_argument("--from", dest="params_from", metavar="CHECKPOINT",
+                   help="start a new run from the network parameters of a checkpoint (fine-tuning); the settings that shape "
+                        "them (basis, model name, elements, determinants, network sizes) come from the checkpoint")
+
+    pl = sub.add_parser("plan", help="devices, memory of every phase and the estimated wall time of a run, without starting it")
+    pl.add_argument("config", help="YAML config")
+    pl.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (YAML value)")
+    pl.add_argument("--from", dest="params_from", metavar="CHECKPOINT", help="as `vmc run --from` (fine-tuning)")
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint's wavefunction without training")
     e.add_argument("checkpoint")
-    e.add_argument("config", nargs="?", help="systems to evaluate (default: the checkpoint's own)")
+    e.add_argument("config", nargs="?", help="systems to evaluate (default: the checkpoint's own); the network's settings come from the checkpoint")
     e.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE")
     e.add_argument("--out")
 
@@ -62,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
             from vmc.api import run
 
             run(args.config, out=args.out, params_from=args.params_from, **_overrides(args.overrides))
+        elif args.command == "plan":
+            from vmc.api import build_config, explicit_keys
+            from vmc.plan import plan
+
+            overrides = _overrides(args.overrides)
+            plan(build_config(args.config, overrides), args.params_from, frozenset(explicit_keys(overrides)))
         elif args.command == "evaluate":
             from vmc.api import evaluate
 
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             from vmc.systems import catalog_names
 
             print("\n".join(catalog_names()))
-    except VmcError as e:
+    except (VmcError, Interrupted) as e:
         print(f"vmc: {'error: ' if isinstance(e, InputError) else ''}{e}", file=sys.stderr)
         return e.exit_status
     except KeyboardInterrupt:

@@ -41,6 +41,9 @@ class SlaterJastrowConfig(_Section):
     orbital_correction: bool = True
 
 
+MAX_CUTOFF = 1000.0  # bohr: fire's cutoffs (53 nm, wider than any molecule VMC reaches)
+
+
 class FireConfig(_Section):
     """Finite-range embeddings with transferable orbitals (docs/physics.md, "fire")."""
 
@@ -61,6 +64,17 @@ class FireConfig(_Section):
     # sparse: neighbour lists and a per-electron Laplacian (docs/physics.md, "Sparse fire");
     # dense: every pair, masked by the cutoff (the reference). Same parameters, same function.
     implementation: Literal["sparse", "dense"] = "sparse"
+
+    @field_validator("cutoff", "orbital_cutoff")
+    @classmethod
+    def _cutoff_in_range(cls, value):
+        # Beyond every distance in a system VMC can treat, a larger cutoff changes nothing but
+        # the numbers it enters: radial widths up to c, squared distances compared with c^2, in
+        # float32. (For crystals, the images a cutoff implies are bounded per cell as well:
+        # vmc.systems.check_images.)
+        if value is not None and value > MAX_CUTOFF:
+            raise ValueError(f"expected at most {MAX_CUTOFF:g} bohr (got {value:g})")
+        return value
 
     @model_validator(mode="after")
     def _sparse_needs_finite_range(self):
@@ -143,7 +157,21 @@ class EvaluationConfig(_Section):
 class CheckpointConfig(_Section):
     every: int = Field(500, ge=1)  # optimization steps between checkpoints
     keep: int = Field(3, ge=1)  # how many recent checkpoints to keep
-    restore: str | None = None  # fine-tune: take the network parameters from this checkpoint
+    # fine-tune (same as --from): start from the network parameters of this checkpoint; the
+    # settings that shape them (basis, model name, elements, determinants, network sizes) come
+    # from the checkpoint's stored config unless set explicitly (vmc/finetune.py). A run
+    # records the absolute path here.
+    restore: str | None = None
+    # sha256 of the restore file's bytes, recorded by the run that starts from it: a resume
+    # before the run's first own checkpoint refuses the file if it changed; null: not checked
+    # (docs/robustness.md, "Fine-tuning")
+    restore_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _hash_of_a_file(self):
+        if self.restore_sha256 is not None and self.restore is None:
+            raise ValueError("restore_sha256 is set but restore is null (the hash is of the restore file)")
+        return self
 
 
 class Config(_Section):
@@ -162,6 +190,15 @@ class Config(_Section):
     optimization: OptimizationConfig = OptimizationConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_in_32_bits(cls, value):
+        # jax.random.PRNGKey keeps only the low 32 bits of a seed in float32 runs (2**32 would
+        # repeat seed 0's random numbers), and numpy's SeedSequence refuses negative seeds
+        if not 0 <= value < 2**32:
+            raise ValueError(f"expected an integer from 0 to 2**32 - 1 = {2**32 - 1} (got {value})")
+        return value
 
     @field_validator("local_energy_batch", mode="before")
     @classmethod
@@ -190,13 +227,55 @@ def validation_message(error: pydantic.ValidationError, prefix: str = "") -> str
     return f"config key '{loc}': {msg}"
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: str, lines: tuple[int, int]):
+        super().__init__(f"key '{key}' appears twice (lines {lines[0]} and {lines[1]})")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader (no Python objects, no code) that refuses a key given twice in one
+    mapping: YAML forbids it, PyYAML would keep the last one silently."""
+
+    def construct_document(self, node):
+        self._check_unique(node, (), set())
+        return super().construct_document(node)
+
+    def _check_unique(self, node, path: tuple, seen_nodes: set) -> None:
+        if id(node) in seen_nodes:  # an alias: checked where its anchor stands
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                self._check_unique(item, (*path, str(i)), seen_nodes)
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # <<: merged keys may be overridden
+                    self._check_unique(value_node, path, seen_nodes)
+                    continue
+                key = self.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+                child = (*path, str(key))
+                if key is not None:
+                    if key in lines:
+                        raise DuplicateKey(".".join(child), (lines[key], key_node.start_mark.line + 1))
+                    lines[key] = key_node.start_mark.line + 1
+                self._check_unique(value_node, child, seen_nodes)
+
+
+def _load(text: str) -> Any:
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+
+
 def load_yaml(path: str | Path) -> Any:
-    """Reads a YAML file with the safe loader (no Python objects, no code)."""
+    """Reads a YAML file with the safe loader (no Python objects, no code); a key given twice
+    in one mapping is an error."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"file not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        return _load(path.read_text())
+    except DuplicateKey as e:
+        raise InputError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         line = f" (line {where.line + 1})" if where is not None else ""
@@ -209,7 +288,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key.strip():
         raise InputError(f"--set {text!r}: expected KEY=VALUE")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = _load(value)
+    except DuplicateKey as e:
+        raise InputError(f"--set {key.strip()}: {e}") from None
     except yaml.YAMLError:
         raise InputError(f"--set {key}: value {value!r} is not valid YAML") from None
     return key.strip(), parsed

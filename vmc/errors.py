@@ -8,7 +8,8 @@ exits with the status of its class:
                         checkpoint holds the last good state
     4    OutputError    a file of the run could not be written (full disk, permissions); what
                         was written before is intact
-    130  Interrupted    SIGINT, after a checkpoint at the current step (resume with `vmc run RUN_DIR`)
+    130  Interrupted    SIGINT: during optimization after a checkpoint at the current step;
+                        in any other phase at once (the message says what `vmc run RUN_DIR` resumes)
     143  Interrupted    SIGTERM, likewise
 """
 
@@ -42,8 +43,12 @@ class OutputError(VmcError):
     exit_status = 4
 
 
-class Interrupted(VmcError):
-    """A stop signal arrived; `exit_status` is 128 + the signal number (130, 143)."""
+class Interrupted(BaseException):
+    """A stop signal arrived; `exit_status` is 128 + the signal number (130, 143).
+
+    Not an `Exception`, like KeyboardInterrupt: libraries that catch `Exception` around the
+    code a signal lands in (folx does, during tracing, and then calls exit()) must not swallow
+    it. The CLI reports it like a VmcError."""
 
     def __init__(self, signum: int, message: str):
         super().__init__(message)

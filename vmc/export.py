@@ -6,6 +6,12 @@ source (the directory). CSV: one row per system with the evaluated and twist-ave
 energies; crystals add their lattice constant and primitive-cell volume and the /eos fit of
 their crystal (eos_* columns, repeated on each of its rows; vmc/eos.py). Works on finished,
 running and interrupted runs (missing values are NaN).
+
+The format is --format, else the suffix of --out (.h5, .hdf5 or .csv; any other is refused
+rather than guessed). A run directory named twice (by the same path, or by two paths to the
+same directory) is exported once, under its first name: a run is one group, one set of rows.
+Every energies.h5 is read and checked as `vmc report` reads it (vmc/runs.py) before anything
+is written, so a damaged or crafted file is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import numpy as np
 
 from vmc import __version__, eos
 from vmc.errors import InputError, OutputError, os_reason
-from vmc.outputs import open_h5, read_train
-from vmc.runs import energies_file, labels
+from vmc.outputs import open_energies, open_h5, read_eval, read_train
+from vmc.runs import energies_file, labels, read_run, system_groups
+
+SUFFIXES = {".h5": "h5", ".hdf5": "h5", ".csv": "csv"}
 
 CSV_COLUMNS = [
     "run", "system", "name", "geometry", "n_electrons", "n_cells", "twist", "weight",
@@ -37,12 +45,20 @@ def _attr(attrs, key, default=np.nan):
 
 def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
     """One dict per system of a run directory (the CSV rows)."""
+    path = energies_file(run_dir)
+    try:
+        return _summary_rows(path, run_name)
+    except (KeyError, ValueError, TypeError, IndexError) as e:  # an attribute of the wrong kind
+        raise InputError(f"{path}: could not be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def _summary_rows(path: Path, run_name: str) -> list[dict]:
     rows = []
-    with open_h5(energies_file(run_dir)) as f:
+    with open_energies(path) as f:
         geometries = f.get("geometries", {})
-        for sid, g in f.get("systems", {}).items():
+        for sid, g in system_groups(f).items():
             a = g.attrs
-            ev = g["eval/energy"].attrs if "eval/energy" in g else {}
+            ev = read_eval(g)[1]
             train = read_train(g)["energy"]
             geo = geometries[_attr(a, "geometry")].attrs if _attr(a, "geometry") in geometries else {}
             twist = a.get("twist")
@@ -64,11 +80,16 @@ def summary_rows(run_dir: Path, run_name: str) -> list[dict]:
 def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) -> Path:
     """Writes the combined file; `fmt` is 'h5' or 'csv' (default from the suffix of `out`)."""
     out = Path(out)
-    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "h5")
-    run_dirs = [Path(d) for d in run_dirs]
+    if fmt is None:
+        fmt = SUFFIXES.get(out.suffix.lower())
+        if fmt is None:
+            raise InputError(f"--out {out}: unknown suffix {out.suffix!r}; name the file .h5 or .csv, or give --format")
+    run_dirs = _distinct([Path(d) for d in run_dirs])
     for d in run_dirs:
         energies_file(d)
     _check_out(out, run_dirs)
+    for d in run_dirs:  # checks every file as `vmc report` does, before anything is written
+        read_run(d)
     names = labels(run_dirs)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     try:
@@ -80,11 +101,25 @@ def export(run_dirs: list[str | Path], out: str | Path, fmt: str | None = None) 
     return out
 
 
+def _distinct(run_dirs: list[Path]) -> list[Path]:
+    """The run directories in order, each once (two paths to one directory count as one)."""
+    seen, out = set(), []
+    for d in run_dirs:
+        if d.resolve() not in seen:
+            seen.add(d.resolve())
+            out.append(d)
+    return out
+
+
 def _check_out(out: Path, run_dirs: list[Path]) -> None:
     """--out must be a writable file path that belongs to none of the input runs."""
     if out.is_dir():
         raise InputError(f"--out {out}: is a directory; give a file name (.h5 or .csv)")
     if not out.parent.is_dir():
+        # the nearest existing ancestor says why: a file where a directory should be, or nothing
+        existing = next((p for p in out.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            raise InputError(f"--out {out}: {existing} is not a directory")
         raise InputError(f"--out {out}: the directory {out.parent} does not exist")
     target = out.resolve()
     for d in run_dirs:
@@ -105,7 +140,7 @@ def _write(tmp: Path, fmt: str, run_dirs: list[Path], names: list[str]) -> None:
             dst.attrs.update(vmc_version=__version__, created=datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
             for d, name in zip(run_dirs, names):
                 g = dst.create_group(f"runs/{name}")
-                with open_h5(energies_file(d)) as src:
+                with open_energies(energies_file(d)) as src:
                     for key in ("systems", "geometries", "eos"):
                         if key in src:
                             src.copy(src[key], g, name=key)

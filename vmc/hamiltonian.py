@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from vmc import ewald
+from vmc.memory import map_walkers
 from vmc.geometry import offdiag_distance, pair_displacements, safe_norm
 
 # folx propagates derivatives of arrays that depend on at most this many input coordinates
@@ -118,8 +119,6 @@ def make_batch_local_energy(log_psi: Callable, batch_size: int | None = None, sp
 
     def local_energies(params, key, data, walkers):
         keys = jax.random.split(key, walkers.shape[0])
-        if batch_size is None or batch_size >= walkers.shape[0]:
-            return jax.vmap(local_energy, in_axes=(None, 0, None, 0))(params, keys, data, walkers)
-        return jax.lax.map(lambda kr: local_energy(params, kr[0], data, kr[1]), (keys, walkers), batch_size=batch_size)
+        return map_walkers(lambda kr: local_energy(params, kr[0], data, kr[1]), (keys, walkers), batch_size)
 
     return local_energies

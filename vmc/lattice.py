@@ -8,6 +8,7 @@ fractional coordinates of the supercell reciprocal lattice.
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -84,12 +85,16 @@ def wrap_half(frac: np.ndarray) -> np.ndarray:
     return frac - np.floor(frac + 0.5)
 
 
-def lattice_vectors_within(lattice: np.ndarray, radius: float) -> np.ndarray:
-    """All lattice vectors L = n A (rows) with |L| <= radius, shortest first; (n_L, 3)."""
+def _search_bounds(lattice: np.ndarray, radius: float) -> list[int]:
+    """Per axis, the largest |n_i| of a lattice vector n A with |n A| <= radius."""
     # |n A| >= |n_i| / |row i of A^-1 (as column)|, which bounds each integer coordinate
     inv = np.linalg.inv(lattice)
-    bounds = np.ceil(radius * np.linalg.norm(inv, axis=0)).astype(int)
-    ranges = [np.arange(-b, b + 1) for b in bounds]
+    return [int(b) for b in np.ceil(radius * np.linalg.norm(inv, axis=0))]
+
+
+def lattice_vectors_within(lattice: np.ndarray, radius: float) -> np.ndarray:
+    """All lattice vectors L = n A (rows) with |L| <= radius, shortest first; (n_L, 3)."""
+    ranges = [np.arange(-b, b + 1) for b in _search_bounds(lattice, radius)]
     n = np.stack(np.meshgrid(*ranges, indexing="ij"), -1).reshape(-1, 3)
     vecs = n @ lattice
     lengths = np.linalg.norm(vecs, axis=1)
@@ -112,6 +117,12 @@ def lattice_vectors_near_cell(lattice: np.ndarray, radius: float) -> np.ndarray:
     candidates = lattice_vectors_within(lattice, radius + cell_reach(lattice))
     keep = [lsq_linear(lattice.T, vec, bounds=(-0.5, 0.5)).cost * 2 <= radius**2 + 1e-9 for vec in candidates]
     return candidates[np.array(keep, bool)]
+
+
+def image_candidates(lattice: np.ndarray, radius: float) -> int:
+    """How many lattice vectors `lattice_vectors_near_cell(lattice, radius)` searches (a box
+    of integer vectors, each tested one by one), from the box's size alone: no allocation."""
+    return math.prod(2 * b + 1 for b in _search_bounds(np.asarray(lattice, float), radius + cell_reach(lattice)))
 
 
 def cell_reach(lattice: np.ndarray) -> float:

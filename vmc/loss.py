@@ -21,6 +21,7 @@ import kfac_jax
 
 from vmc import parallel
 from vmc.hamiltonian import log_psi_pair
+from vmc.memory import map_walkers
 
 
 @jax.tree_util.register_dataclass
@@ -58,14 +59,18 @@ def energy_stats(e_l: jax.Array) -> EnergyStats:
     return EnergyStats(energy, variance, parallel.pmean(jnp.mean(e_l.imag)), e_l)
 
 
-def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width: float) -> Callable:
+def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width: float, gradient_batch: int | None = None) -> Callable:
     """loss(params, key, batch=(data, walkers)) -> (energy, EnergyStats), with the gradient
     above; `key` reaches the local energy (kfac-jax's `value_func_has_rng` convention).
 
     Must run under pmap with axis name `parallel.AXIS`; walkers (per device) (B, n_el, 3).
+    gradient_batch: walkers whose log psi is differentiated at once (None: all; vmc/memory.py).
+    kfac-jax finds the network's layers in the traced loss, so KFAC keeps None.
     """
     pair = log_psi_pair(log_psi)
-    batch_pair = jax.vmap(lambda p, d, r: pair(p, d, r.reshape(-1)), in_axes=(None, None, 0))
+
+    def batch_pair(params, data, walkers):
+        return map_walkers(lambda r: pair(params, data, r.reshape(-1)), walkers, gradient_batch, remat=True)
 
     @jax.custom_jvp
     def loss(params, key, batch):

@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vmc.geometry import wrap
+from vmc.memory import map_walkers
 from vmc.systems import System
 
 
-def make_mcmc_step(log_psi: Callable, n_steps: int, counts: Callable | None = None) -> Callable:
+def make_mcmc_step(log_psi: Callable, n_steps: int, counts: Callable | None = None, batch: int | None = None) -> Callable:
     """sample(params, data, walkers (B, n_el, 3), key, width) -> (walkers, acceptance rate, needed).
 
     `n_steps` Metropolis steps, each moving all electrons of a walker at once by a Gaussian of
@@ -26,10 +27,12 @@ def make_mcmc_step(log_psi: Callable, n_steps: int, counts: Callable | None = No
     (`Ansatz.neighbour_counts`); `needed` is their maximum over every configuration log_psi
     was evaluated at, the proposals included, so the caller can tell whether a list was too
     short anywhere (then it recomputes with larger lists). Without `counts`, needed is (0,).
+
+    batch: walkers whose log psi is computed at once (None: all; vmc/memory.py).
     """
 
     def log_prob(params, data, walkers):
-        return 2.0 * jax.vmap(lambda r: log_psi(params, data, r)[1])(walkers)
+        return 2.0 * map_walkers(lambda r: log_psi(params, data, r)[1], walkers, batch)
 
     def needed_by(data, walkers):
         if counts is None:

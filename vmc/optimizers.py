@@ -130,8 +130,9 @@ class Adam:
         return self._step(params, state, parallel.device_keys(key), batch)
 
 
-def make_optimizer(loss: Callable, log_psi: Callable, config: OptimizationConfig) -> Optimizer:
-    """The configured optimizer of `loss`; SPRING also differentiates `log_psi` per walker."""
+def make_optimizer(loss: Callable, log_psi: Callable, config: OptimizationConfig, chunk: int | None = None) -> Optimizer:
+    """The configured optimizer of `loss`; SPRING also differentiates `log_psi` per walker,
+    `chunk` walkers at a time (vmc/memory.py; default config.spring.chunk)."""
     if config.optimizer == "spring":
-        return Spring(loss, log_psi, config, schedule(config.spring.learning_rate, config.decay_steps))
+        return Spring(loss, log_psi, config, schedule(config.spring.learning_rate, config.decay_steps), chunk)
     return {"kfac": Kfac, "adam": Adam}[config.optimizer](loss, config)

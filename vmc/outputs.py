@@ -2,10 +2,11 @@
 
 Layout (energies in hartree; "whole" means the whole simulation cell):
     /                         attrs: vmc_version, created, config (resolved YAML text);
-                                     `local_energy_batch: auto`: local_energy_batch (walkers
-                                     per device at once), local_energy_bytes_per_walker,
-                                     local_energy_bytes_measured (XLA's figure, else an upper
-                                     estimate), local_energy_budget_bytes (vmc/memory.py)
+                                     for each phase P of the memory plan (vmc/memory.py:
+                                     sampling, pretraining, local_energy, jacobian, gradient):
+                                     P_batch (walkers per device at once), P_bytes_per_walker,
+                                     P_bytes_measured (XLA's figure, else an upper estimate),
+                                     P_budget_bytes; fixed_bytes (SPRING's rows, Gram matrix)
     /systems/<id>             attrs: System.attributes() (name, symbols, positions, ...),
                                      hf_energy (whole cell), hf_energy_per_cell: the HF baseline;
                                      sparse `fire`: neighbour_lists (names), neighbour_capacities
@@ -35,6 +36,7 @@ at any time while the run goes on (file locking is off for the same reason). A f
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 from pathlib import Path
@@ -44,6 +46,7 @@ import numpy as np
 
 from vmc import __version__, stats
 from vmc.errors import OutputError, os_reason
+from vmc.hdf5_safety import Source, check_file, read
 from vmc.systems import System
 
 TRAIN_FIELDS = {"step": np.int64, "energy": np.float64, "variance": np.float64, "pmove": np.float64, "wall_time": np.float64}
@@ -55,32 +58,83 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
     return h5py.File(path, mode, locking=False)
 
 
+# Reading. An energies.h5 may come from anywhere (`vmc report`, `vmc export`, a run directory
+# copied from elsewhere): every reader checks the file (no links, no data in other files, no
+# plugin filters: vmc/hdf5_safety.py) and each dataset's type and size before it reads it, and
+# says what is wrong in one line naming the file and the dataset (docs/robustness.md).
+
+def source(group: h5py.Group) -> Source:
+    """The file of an open energies.h5 group, for messages."""
+    return Source(Path(group.file.filename), "energies file")
+
+
+@contextlib.contextmanager
+def open_energies(path: Path):
+    """energies.h5 opened for reading (no HDF5 file locking, see open_h5) and checked."""
+    with open_h5(Path(path), "r") as f:
+        check_file(f, source(f), compound=True)
+        yield f
+
+
+# the kinds each training field may be stored as: a step is a whole number
+TRAIN_KINDS = {name: ("iu" if name == "step" else "iuf") for name in TRAIN_FIELDS}
+
+
 def read_train(group: h5py.Group) -> dict[str, np.ndarray]:
     """The training rows of a /systems/<id> group as {field: (n,) array}."""
-    if "train" not in group:
+    link = group.get("train", getlink=True)
+    if link is None:
         return {name: np.zeros(0, dtype) for name, dtype in TRAIN_FIELDS.items()}
-    rows = read_columns(group["train"]) if isinstance(group["train"], h5py.Group) else group["train"][()]
-    return {name: rows[name] for name in TRAIN_FIELDS}
+    src = source(group)
+    if isinstance(link, h5py.HardLink) and isinstance(group["train"], h5py.Group):
+        rows = read_columns(group["train"])
+    else:
+        rows = read(group, "train", src, compound=True, ndim=1)
+        fields = rows.dtype.fields or {}
+        if any(name not in fields or fields[name][0].kind not in TRAIN_KINDS[name] for name in TRAIN_FIELDS):
+            raise src.error(f"{group.name}/train is not a table of training rows ({', '.join(TRAIN_FIELDS)}), "
+                            f"it has type {rows.dtype}")
+    return {name: np.asarray(rows[name], dtype) for name, dtype in TRAIN_FIELDS.items()}
+
+
+def read_eval(group: h5py.Group) -> tuple[np.ndarray, dict]:
+    """The evaluation energies (m,) of a /systems/<id> group and the attributes of its
+    eval/energy dataset (empty before the evaluation)."""
+    src = source(group)
+    link = group.get("eval", getlink=True)
+    if link is None:
+        return np.zeros(0), {}
+    if not isinstance(link, h5py.HardLink) or not isinstance(group["eval"], h5py.Group):
+        raise src.error(f"{group.name}/eval is not a group of this file")
+    if group["eval"].get("energy", getlink=True) is None:
+        return np.zeros(0), {}
+    energies = read(group["eval"], "energy", src, kinds="iuf", ndim=1)
+    return energies.astype(np.float64), dict(group["eval/energy"].attrs)
 
 
 def read_train_rows(path: Path, system_id: str) -> dict[str, np.ndarray]:
     """The training rows written so far for one system of a run's energies.h5."""
-    with open_h5(path, "r") as f:
+    with open_energies(path) as f:
         return read_train(f[f"systems/{system_id}"])
 
 
 def read_recompiles(path: Path, system_id: str) -> int:
     """How often a walker of this system outgrew its neighbour lists so far."""
-    with open_h5(path) as f:
-        return int(f["systems"][system_id].attrs.get("recompiles", 0))
+    with open_energies(path) as f:
+        value = f["systems"][system_id].attrs.get("recompiles", 0)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise source(f).error(f"the 'recompiles' attribute of /systems/{system_id} is not a count")
+        return int(value)
 
 
 def read_columns(group: h5py.Group) -> np.ndarray:
     """The rows of an older `train` group (one dataset per field), cut to the shortest field."""
-    n = min(group[name].shape[0] for name in TRAIN_FIELDS)
+    src = source(group)
+    columns = {name: read(group, name, src, kinds=TRAIN_KINDS[name], ndim=1) for name in TRAIN_FIELDS}
+    n = min(len(c) for c in columns.values())
     rows = np.zeros(n, TRAIN_DTYPE)
     for name in TRAIN_FIELDS:
-        rows[name] = group[name][:n]
+        rows[name] = columns[name][:n]
     return rows
 
 
@@ -133,11 +187,16 @@ class EnergyFile:
             d[-1:] = row
 
     @_writes
-    def write_memory(self, batch: int, per_walker: int, measured: bool, budget: int) -> None:
-        """How the local energy was split (`local_energy_batch: auto`; bytes per device)."""
+    def write_memory(self, plan) -> None:
+        """How each phase split a device's walkers (vmc/memory.py `MemoryPlan`; bytes per
+        device): `<phase>_batch`, `<phase>_bytes_per_walker`, `<phase>_bytes_measured` for each
+        phase (spaces as underscores), `<phase>_budget_bytes`, and `fixed_bytes`."""
         with open_h5(self.path, "a") as f:
-            f.attrs.update(local_energy_batch=batch, local_energy_bytes_per_walker=per_walker,
-                           local_energy_bytes_measured=measured, local_energy_budget_bytes=budget)
+            for name, m in plan.phases.items():
+                key = name.replace(" ", "_")
+                f.attrs.update({f"{key}_batch": m.batch or plan.walkers, f"{key}_bytes_per_walker": m.per_walker,
+                                f"{key}_bytes_measured": m.measured, f"{key}_budget_bytes": m.budget})
+            f.attrs["fixed_bytes"] = plan.fixed
 
     @_writes
     def write_lists(self, system_id: str, fields: tuple[str, ...], capacities: tuple[int, ...], recompiles: int) -> None:

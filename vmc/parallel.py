@@ -75,6 +75,15 @@ def device_count() -> int:
     return jax.local_device_count()
 
 
+def describe_devices() -> str:
+    """One line: the JAX backend, its devices and hosts, e.g. 'JAX 0.8.3 on cpu: 2 devices
+    (cpu) on 1 host'. A CPU run says so before hours pass (docs/robustness.md)."""
+    kinds = sorted({d.device_kind for d in jax.local_devices()})
+    n, hosts = jax.device_count(), jax.process_count()
+    return (f"JAX {jax.__version__} on {jax.default_backend()}: {n} device{'s' if n > 1 else ''} ({', '.join(kinds)}) "
+            f"on {hosts} host{'s' if hosts > 1 else ''}")
+
+
 def check_walkers(n_walkers: int) -> int:
     """Walkers per local device; they must split evenly over all devices of all hosts."""
     n_dev = jax.device_count()

@@ -13,10 +13,13 @@ from vmc import parallel
 from vmc.ansatz import Ansatz
 from vmc.ansatz.hf import hf_targets, make_hf
 from vmc.mcmc import make_mcmc_step
+from vmc.memory import map_walkers
 
 
-def orbital_loss(ansatz: Ansatz) -> Callable:
-    """mean over walkers and determinants of |Phi_net - Phi_HF|^2 (per matrix element)."""
+def orbital_loss(ansatz: Ansatz, batch: int | None = None) -> Callable:
+    """loss(params, data, walkers (B, n_el, 3)): mean over walkers and determinants of
+    |Phi_net - Phi_HF|^2 (per matrix element). batch: walkers whose orbitals (and, in the
+    gradient, backward pass) are computed at once (None: all; vmc/memory.py)."""
 
     def one(params, data, r):
         nets = ansatz.orbitals(params, data, r)
@@ -25,17 +28,19 @@ def orbital_loss(ansatz: Ansatz) -> Callable:
         return total / sum(n.size for n in nets)
 
     def loss(params, data, walkers):
-        return jnp.mean(jax.vmap(one, in_axes=(None, None, 0))(params, data, walkers))
+        return jnp.mean(map_walkers(lambda r: one(params, data, r), walkers, batch, remat=True))
 
     return loss
 
 
-def make_pretrain_step(ansatz: Ansatz, mcmc_steps: int, learning_rate: float):
+def make_pretrain_step(ansatz: Ansatz, mcmc_steps: int, learning_rate: float, batch: int | None = None,
+                       sampling_batch: int | None = None):
     """(optax transformation, pmapped step(params, opt_state, data, walkers, key, width) ->
-    (params, opt_state, walkers, loss, acceptance))."""
+    (params, opt_state, walkers, loss, acceptance)). batch, sampling_batch: walkers at once in
+    the orbital fit and in sampling the HF density (vmc/memory.py)."""
     tx = optax.adam(learning_rate)
-    sample_hf = make_mcmc_step(make_hf().log_psi, mcmc_steps)
-    loss_fn = orbital_loss(ansatz)
+    sample_hf = make_mcmc_step(make_hf().log_psi, mcmc_steps, batch=sampling_batch)
+    loss_fn = orbital_loss(ansatz, batch)
 
     def step(params, opt_state, data, walkers, key, width):
         walkers, pmove, _ = sample_hf({}, data, walkers, key, width)

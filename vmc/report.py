@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from pyscf.data import nist
 
-from vmc import __version__, cohesive, compare, eos, figures
+from vmc import __version__, cohesive, compare, eos, figures, stats
 from vmc.errors import InputError, OutputError, os_reason
 from vmc.progress import format_energy
 from vmc.runs import RunRecord, labels, read_run
@@ -151,9 +151,25 @@ def _evaluation_table(page: Page, run: RunRecord) -> None:
             energy_cells(run.label, s.id, "train_last_per_cell", *last),
         ])
     page.table(header, rows)
-    page.note(f"Errors in brackets: one standard error in the last digits, corrected for autocorrelation. "
-              f"E − E_HF is the correlation energy the wavefunction recovers (whole cell). The last column is the mean "
-              f"of the last {compare.WINDOW} training energies (biased by the optimization; for runs not evaluated yet).")
+    for warning in filter(None, map(_hf_warning, run.systems)):  # above E_HF by > 3 error bars
+        page.note(warning, warn=True)
+    # a positive E − E_HF, significant or not, is no correlation energy: the page never calls it one
+    above = [s.id for s in run.systems if s.evaluation and s.evaluation.get("energy", np.nan) > s.hf_energy]
+    difference = (f"E − E_HF (whole cell) is positive for {', '.join(above)}: that energy lies above Hartree–Fock, "
+                  "and the difference is no correlation energy. "
+                  if above else "E − E_HF (whole cell) is the correlation energy the wavefunction recovers. ")
+    page.note(f"Errors in brackets: one standard error in the last digits, corrected for autocorrelation. {difference}"
+              f"The last column is the mean of the last {compare.WINDOW} training energies (biased by the optimization; "
+              "for runs not evaluated yet).")
+
+
+def _hf_warning(s) -> str | None:
+    """stats.hartree_fock_warning for one evaluated system: per cell for crystals."""
+    ev = s.evaluation or {}
+    if s.periodic:
+        return stats.hartree_fock_warning(s.id, ev.get("energy_per_cell", np.nan), ev.get("energy_per_cell_error", np.nan),
+                                          s.hf_energy_per_cell, unit="Ha per cell")
+    return stats.hartree_fock_warning(s.id, ev.get("energy", np.nan), ev.get("energy_error", np.nan), s.hf_energy)
 
 
 def _crystal(page: Page, run: RunRecord, name: str, atom_energies: dict[str, float]) -> None:

@@ -2,9 +2,10 @@
 
 A run claims its directory before any expensive work:
 - the path must be a directory that can be created and written;
-- an OS lock (`fcntl.flock` on RUN_DIR/.vmc.lock, which holds the writer's PID) keeps a
-  second process out; the kernel releases it when the process ends, however it ends, so a
-  stale lock file never blocks;
+- an OS lock keeps a second process out: `fcntl.flock` on the directory itself, which
+  cannot be deleted from under the holder as a lock file can, and on RUN_DIR/.vmc.lock,
+  which holds the writer's PID (and is what older versions lock); the kernel releases both
+  when the process ends, however it ends, so a stale lock file never blocks;
 - a directory that already holds a run (a config.yaml) is resumed only when its resolved
   config agrees with the new one in every key that shapes the trajectory; the keys of
   RESUMABLE may differ (more steps, another evaluation, checkpoint cadence, memory batch);
@@ -60,9 +61,9 @@ def _describe(keys: list[str], most: int = 6) -> str:
 class RunDirectory:
     """A claimed run directory; holds its lock until `release()` or the end of the process."""
 
-    def __init__(self, path: Path, lock_fd: int):
+    def __init__(self, path: Path, lock_fds: list[int]):
         self.path = path
-        self._lock_fd = lock_fd
+        self._lock_fds = lock_fds
 
     @property
     def config_path(self) -> Path:
@@ -75,9 +76,8 @@ class RunDirectory:
         self.release()
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor drops the flock
-            self._lock_fd = None
+        while self._lock_fds:
+            os.close(self._lock_fds.pop())  # closing a descriptor drops its flock
 
 
 def _make_directory(path: Path) -> None:
@@ -89,21 +89,73 @@ def _make_directory(path: Path) -> None:
         raise InputError(f"run directory {path}: cannot be created ({os_reason(e)})") from None
 
 
-def _lock(path: Path) -> int:
-    lock_path = path / LOCK_NAME
+def _holder(path: Path) -> str:
+    """The PID in the lock file, for the message that refuses a second writer."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with open(path / LOCK_NAME, "rb") as f:
+            return f.read(32).decode(errors="replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _in_use(path: Path) -> InputError:
+    return InputError(f"run directory {path}: in use by another vmc process (PID {_holder(path)}); "
+                      "wait for it to finish or choose another --out")
+
+
+# flock on a directory is refused by some file systems (NFS emulates flock with fcntl locks,
+# which need a file open for writing): there only the lock file guards (docs/robustness.md)
+_NO_DIRECTORY_LOCK = (errno.EBADF, errno.EINVAL, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP)
+
+
+def _lock_directory(path: Path) -> int | None:
+    """An exclusive flock on the directory itself, or None where the file system has none.
+
+    The lock file alone is not enough: `rm RUN/.vmc.lock` while a run goes would let the next
+    process lock a new file of that name. No `rm` of a file in the directory takes the
+    directory's lock from its holder (docs/robustness.md)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
-        raise InputError(f"run directory {path}: cannot be written ({os_reason(e)})") from None
+        raise InputError(f"run directory {path}: cannot be opened ({os_reason(e)})") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
-            raise InputError(f"run directory {path}: in use by another vmc process (PID {holder}); "
-                             "wait for it to finish or choose another --out") from None
+            raise _in_use(path) from None
+        if e.errno in _NO_DIRECTORY_LOCK:
+            return None
         raise InputError(f"run directory {path}: cannot be locked ({os_reason(e)})") from None
+    return fd
+
+
+def _lock_file(path: Path) -> int:
+    """An exclusive flock on RUN_DIR/.vmc.lock, which then holds this process's PID."""
+    lock_path = path / LOCK_NAME
+    for _ in range(10):
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise InputError(f"run directory {path}: cannot be written ({os_reason(e)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise _in_use(path) from None
+            raise InputError(f"run directory {path}: cannot be locked ({os_reason(e)})") from None
+        # the file may have been deleted (and made again) between open and flock: a lock on
+        # a file no longer at the path keeps nobody out, so lock the one that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock_path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise InputError(f"run directory {path}: cannot be locked (its {LOCK_NAME} keeps being replaced)")
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -111,6 +163,17 @@ def _lock(path: Path) -> int:
         os.close(fd)
         raise InputError(f"run directory {path}: cannot be written ({os_reason(e)})") from None
     return fd
+
+
+def _lock(path: Path) -> list[int]:
+    """The descriptors whose flocks make this process the directory's one writer."""
+    directory = _lock_directory(path)
+    try:
+        return [fd for fd in (directory, _lock_file(path)) if fd is not None]
+    except BaseException:
+        if directory is not None:
+            os.close(directory)
+        raise
 
 
 def read_config(path: Path) -> dict:

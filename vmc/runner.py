@@ -32,6 +32,7 @@ from vmc.pretrain import make_pretrain_step
 from vmc.progress import Progress, format_energy
 from vmc.rejection import StepGuard
 from vmc.scheduling import Scheduler, system_weights
+from vmc.stats import hartree_fock_warning
 from vmc.system_data import make_system_data
 from vmc.systems import resolve_config
 from vmc.training import DeviceData, Trainer, TrainState, step_key
@@ -55,19 +56,24 @@ class Run:
     In a multi-host run every process runs this same code on its own walkers; only process 0
     writes files (vmc/parallel.py)."""
 
-    def __init__(self, config: Config, run_dir: Path, params_from: Path | None = None, evaluate_only: bool = False):
+    def __init__(self, config: Config, run_dir: Path, params_from: Path | None = None, evaluate_only: bool = False,
+                 only: int | None = None):
         jax.config.update("jax_enable_x64", config.precision == "float64")
         parallel.initialize(config.distributed)
         # everything that can be checked cheaply is checked before Hartree–Fock
         self.config, self.systems = resolve_config(config)
-        if params_from is None and config.checkpoint.restore:
-            params_from = Path(config.checkpoint.restore)
-        self.params_from = params_from
+        if only is not None:  # one of the config's systems (`vmc plan` times the largest)
+            self.systems = [self.systems[only]]
+        # phase -> (seconds of its first step, with compilation; seconds per step after it)
+        self.timings: dict[str, tuple[float | None, float | None]] = {}
+        # the checkpoint whose parameters start the run (--from, checkpoint.restore), recorded
+        # with its hash in config.yaml; None when the run's own checkpoints supersede it
+        from vmc.finetune import starting_point
+
+        self.config, self.params_from = starting_point(self.config, Path(run_dir), params_from, evaluate_only)
         self.evaluate_only = evaluate_only
         self.n_per_device = parallel.check_walkers(config.mcmc.walkers)
         parallel.check_walker_memory(self.n_per_device, [s.n_electrons for s in self.systems], jnp.zeros(()).dtype.itemsize)
-        if params_from is not None:
-            checkpoint.validate(params_from)
         self.elements = self.config.model.elements
         self.config_text = dump_config(self.config)
         self.run_dir = Path(run_dir)
@@ -78,6 +84,8 @@ class Run:
         if self.writer:
             self.directory = rundir.claim(self.run_dir, self.config.model_dump(mode="json"), _resolved_mapping)
 
+        # the input is good: say what this run computes on before the work starts
+        log(f"{parallel.describe_devices()}; {self.n_per_device} walkers per device")
         self.ansatz = make_ansatz(config.model, self.elements)
         self.baselines = [self._hartree_fock(s) for s in self.systems]
         data = [parallel.replicate(make_system_data(s, *self.ansatz.prepare(s, b), self.elements)) for s, b in zip(self.systems, self.baselines)]
@@ -91,17 +99,18 @@ class Run:
         parallel.barrier("energies.h5 created")
         recompiles = [read_recompiles(self.run_dir / "energies.h5", s.id) for s in self.systems]
         self.data = DeviceData(self.ansatz, data, recompiles, self._lists_sized)
-        self.trainer = Trainer(self.ansatz, self.config, self.data, system_weights(self.systems), train=not evaluate_only)
+        pretrain = not evaluate_only and self.config.pretraining.steps > 0 and self.params_from is None
+        self.trainer = Trainer(self.ansatz, self.config, self.data, system_weights(self.systems), train=not evaluate_only, pretrain=pretrain)
 
         key = jax.random.PRNGKey(config.seed)
         walkers = [self._init_walkers(i) for i in range(len(self.systems))]
         for i in range(len(self.systems)):
             self.data.fit(i, walkers[i])
         self.state = self.trainer.init_state(parallel.replicate(self._init_params(key, self.data[0], walkers[0])), walkers, key)
-        if (mem := self.trainer.memory) is not None:
-            log(mem.describe(self.n_per_device))
-            if self.writer:
-                self.energies.write_memory(mem.batch or self.n_per_device, mem.per_walker, mem.measured, mem.budget)
+        log(self.trainer.memory.describe())
+        if self.writer:
+            self.energies.write_memory(self.trainer.memory)
+        signals.check()  # a signal swallowed during set-up (vmc/signals.py)
 
     def close(self) -> None:
         """Releases the run directory (also done by the OS when the process ends)."""
@@ -144,12 +153,14 @@ class Run:
         cfg = self.config.pretraining
         if cfg.steps == 0 or self.params_from is not None or not self.ansatz.trainable:
             return
-        tx, step = make_pretrain_step(self.ansatz, self.config.mcmc.steps, cfg.learning_rate)
+        plan = self.trainer.memory
+        tx, step = make_pretrain_step(self.ansatz, self.config.mcmc.steps, cfg.learning_rate, plan.batch("pretraining"), plan.batch("sampling"))
         st = self.state
         params, opt_state = st.params, parallel.pmap(tx.init)(st.params)
         scheduler = Scheduler(system_weights(self.systems))
         with Progress(cfg.steps, "pretrain") as progress:
             for t in range(cfg.steps):
+                signals.check()
                 i = scheduler.next()
                 params, opt_state, walkers, loss, pmove = step(
                     params, opt_state, self.data[i], st.walkers[i], parallel.device_keys(step_key(st.key, "pretrain", t, i)), st.widths[i]
@@ -157,6 +168,7 @@ class Run:
                 pmove = parallel.host_value(pmove)
                 st = st.with_walkers(i, walkers, self.trainer.adapt(st.widths[i], pmove))
                 progress.update(loss=f"{parallel.host_value(loss):.2e}", pmove=pmove)
+        self.timings["pretraining"] = progress.timing()
         self.state = dataclasses.replace(st, params=params)
 
     def burn_in(self, n_steps: int) -> None:
@@ -166,8 +178,10 @@ class Run:
         with Progress(n_steps * len(self.systems), "burn-in") as progress:
             for i in range(len(self.systems)):
                 for t in range(n_steps):
+                    signals.check()
                     self.state, pmove = self.trainer.burn_in(self.state, i, t)
                     progress.update(pmove=pmove)
+        self.timings["burn-in"] = progress.timing()
 
     def optimize(self) -> None:
         """Steps state.step .. optimization.steps - 1. A rejected step (vmc/rejection.py) keeps
@@ -212,6 +226,7 @@ class Run:
                 progress.update(energy=result.energy, series=system.id if multi else None, pmove=result.pmove)
                 if new.step % self.config.checkpoint.every == 0 or new.step == cfg.steps:
                     self.save("optimize" if new.step < cfg.steps else "evaluate")
+        self.timings["optimization"] = progress.timing()
 
     def evaluate(self) -> dict[str, tuple[float, float]]:
         cfg = self.config.evaluation
@@ -222,10 +237,11 @@ class Run:
         step = make_eval_step(self.trainer.mcmc_step, self.trainer.local_energy)
         results = {}
         for i, system in enumerate(self.systems):
-            energies = []
+            energies, moved = [], 0.0
             st = self.state
             with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
                 for t in range(cfg.burn_in + cfg.steps):
+                    signals.check()
                     keys = parallel.device_keys(step_key(st.key, "evaluate", t, i))
                     walkers, pmove, energy, _ = self.data.until_held(i, lambda data: step(st.params, data, st.walkers[i], keys, st.widths[i]))
                     pmove = parallel.host_value(pmove)
@@ -235,22 +251,31 @@ class Run:
                     else:
                         st = st.with_walkers(i, walkers, st.widths[i])
                         energies.append(parallel.host_value(energy))
+                        moved = max(moved, pmove)
                         progress.update(energy=energies[-1], pmove=pmove)
+            self.timings["evaluation"] = progress.timing()
             self.state = st
             energies = np.array(energies)
             if not np.all(np.isfinite(energies)):
                 raise Diverged(f"evaluation of {system.id}: the local energy is not finite at evaluation step "
                                f"{int(np.argmin(np.isfinite(energies)))}; nothing was written")
+            if not moved > 0:  # also NaN: the mean of frozen walkers is no estimate of the energy
+                raise Diverged(f"evaluation of {system.id}: the sampler accepted no move in {cfg.steps} steps "
+                               f"(proposal width {st.widths[i]!r} bohr), so its energy is not an estimate; nothing was written")
             results[system.id] = self.energies.write_eval(system, energies) if self.writer else None
         if self.writer:
             self._report(results)
         return results
 
     def _report(self, results: dict[str, tuple[float, float]]) -> None:
-        for system in self.systems:
+        for system, baseline in zip(self.systems, self.baselines):
             e, err = results[system.id]
             per = f", {format_energy(e / system.n_cells, err / system.n_cells)} Ha per cell" if system.periodic else ""
             print(f"{system.id}: E = {format_energy(e, err)} Ha{per}", flush=True)
+            n = system.n_cells  # 1 for molecules
+            warning = hartree_fock_warning(system.id, e / n, err / n, baseline.energy / n, unit="Ha per cell" if system.periodic else "Ha")
+            if warning:
+                log(warning)
         geometries = {}
         for system in self.systems:
             geometries.setdefault(system.geometry, []).append(system)
@@ -285,24 +310,28 @@ class Run:
         parallel.barrier(f"checkpoint {st.step}")
 
     def restore(self) -> bool:
-        """Loads the newest readable checkpoint of this run into the state; False if there is
-        none. A damaged newest checkpoint is reported and the one before it is used.
+        """Loads the newest usable checkpoint of this run into the state; False if there is
+        none. A damaged checkpoint (any field: vmc/checkpoint.py `load`), or one without walkers
+        of this run's systems, is reported and the one before it is used; when checkpoints
+        exist but none is usable, InputError (a fresh start would drop the run's training rows).
 
         The walkers are re-split over this run's hosts and devices, whatever wrote them. If
         their total differs from mcmc.walkers, this run's walkers are drawn from the stored ones
         (with repeats only when more are needed) and equilibrated by mcmc.burn_in steps."""
         st = self.state
+        skipped = []
         for path in checkpoint.list_checkpoints(self.ckpt_dir):
             try:
-                saved = checkpoint.load(path, parallel.unreplicate(st.params), None if st.opt_state is None else parallel.unreplicate(st.opt_state))
+                saved = checkpoint.load(path, parallel.unreplicate(st.params), None if st.opt_state is None else parallel.unreplicate(st.opt_state),
+                                        systems={s.id: s.n_electrons for s in self.systems}, scheduler=np.asarray(st.credit),
+                                        key=np.asarray(st.key))
             except InputError as e:
                 log(f"warning: skipping checkpoint: {e}")
+                skipped.append(path)
                 continue
             walkers, widths, resampled = [], [], []
             for i, system in enumerate(self.systems):
-                stored = saved["systems"].get(system.id)
-                if stored is None or stored["walkers"].shape[1:] != (system.n_electrons, 3):
-                    raise InputError(f"{path}: holds no walkers of system {system.id!r}")
+                stored = saved["systems"][system.id]  # (n, n_electrons, 3), checked by checkpoint.load
                 w = stored["walkers"]
                 if w.shape[0] != self.config.mcmc.walkers:
                     rng = np.random.default_rng([self.config.seed, i, saved["step"]])
@@ -323,6 +352,9 @@ class Run:
                     f"({', '.join(resampled)}): drawn from the stored ones and equilibrated for {self.config.mcmc.burn_in} steps")
                 self.burn_in(self.config.mcmc.burn_in)
             return True
+        if skipped:
+            raise InputError(f"{self.ckpt_dir}: no usable checkpoint (all {len(skipped)} skipped, see the warnings above); "
+                             "move them away to start this run again from the beginning")
         return False
 
     # ------------------------------------------------------------------ the whole run

@@ -3,6 +3,10 @@
 Works on finished, running and interrupted runs: the file is opened without HDF5 file
 locking (vmc/outputs.py), so the writer is never blocked, and a read that meets the writer
 mid-append is retried. Energies in hartree, steps are optimization steps of the run.
+
+The file may come from anywhere: it is checked before it is read (vmc/hdf5_safety.py), its
+datasets are checked for type and size, its config attribute is read with YAML's safe
+loader, and anything wrong is one InputError naming the file (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ import dataclasses
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import yaml
 
 from vmc.eos import EosPoints, crystal_points
 from vmc.errors import InputError
-from vmc.outputs import open_h5, read_train
+from vmc.hdf5_safety import Source
+from vmc.outputs import open_energies, read_eval, read_train, source
 
 
 @dataclasses.dataclass
@@ -81,25 +87,54 @@ def _text(x) -> str:
 
 def _system(sid: str, g) -> SystemRecord:
     a = g.attrs
-    ev = g["eval/energy"] if "eval/energy" in g else None
+    eval_energies, eval_attrs = read_eval(g)
     evaluation = None
-    if ev is not None and "energy" in ev.attrs:
-        evaluation = {k: float(ev.attrs[k]) for k in ("energy", "energy_error", "energy_per_cell",
-                                                       "energy_per_cell_error", "autocorrelation_time") if k in ev.attrs}
+    if "energy" in eval_attrs:
+        evaluation = {k: float(eval_attrs[k]) for k in ("energy", "energy_error", "energy_per_cell",
+                                                         "energy_per_cell_error", "autocorrelation_time") if k in eval_attrs}
     return SystemRecord(
         id=sid, name=_text(a.get("name", sid)), geometry=_text(a.get("geometry", sid)),
         periodic="primitive_lattice" in a, n_cells=int(a.get("n_cells", 1)), n_atoms=len(a["symbols"]),
         n_electrons=int(a["n_electrons"]), hf_energy=float(a.get("hf_energy", np.nan)),
         lattice_constant=float(a["lattice_constant"]) if "lattice_constant" in a else None,
         twist=np.asarray(a["twist"], dtype=float) if "twist" in a else None, weight=float(a.get("weight", 1.0)),
-        train=read_train(g), eval_energies=ev[()] if ev is not None else np.zeros(0), evaluation=evaluation,
+        train=read_train(g), eval_energies=eval_energies, evaluation=evaluation,
     )
 
 
+def read_config_attr(f) -> dict:
+    """The resolved config in an open energies.h5's root attributes ({} when there is none).
+    Safe YAML: a `!!python` tag is refused, never run."""
+    src: Source = source(f)
+    value = f.attrs.get("config", "")
+    try:
+        text = value.decode() if isinstance(value, bytes) else value
+    except UnicodeDecodeError:
+        text = None
+    if not isinstance(text, str):
+        raise src.error("its 'config' attribute is not text")
+    try:
+        config = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        problem = (getattr(e, "problem", None) or type(e).__name__).splitlines()[0]
+        raise src.error(f"its 'config' attribute is not plain YAML: {problem}") from None
+    return config if isinstance(config, dict) else {}
+
+
+def system_groups(f) -> dict:
+    """{system id: group} of an open energies.h5."""
+    systems = f.get("systems")
+    if systems is None:
+        return {}
+    if not isinstance(systems, h5py.Group) or not all(isinstance(g, h5py.Group) for g in systems.values()):
+        raise source(f).error("/systems is not a group of system groups")
+    return dict(systems.items())
+
+
 def _read(path: Path, label: str) -> RunRecord:
-    with open_h5(path / "energies.h5") as f:
-        config = yaml.safe_load(_text(f.attrs.get("config", ""))) or {}
-        systems = [_system(sid, g) for sid, g in f.get("systems", {}).items()]
+    with open_energies(path / "energies.h5") as f:
+        config = read_config_attr(f)
+        systems = [_system(sid, g) for sid, g in system_groups(f).items()]
         # by crystal, then lattice constant, then id (HDF5 lists groups alphabetically: a8.4 before a8)
         systems.sort(key=lambda s: (s.name, s.lattice_constant or 0.0, s.id))
         crystals = crystal_points(f)
@@ -143,7 +178,7 @@ def read_run(run_dir: str | Path, label: str | None = None, attempts: int = 5) -
     for attempt in range(attempts):
         try:
             return _read(path, label or path.resolve().name)
-        except (OSError, KeyError, ValueError) as e:  # the writer was mid-append: read again
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as e:  # the writer was mid-append: read again
             if attempt == attempts - 1:
                 raise InputError(f"{path / 'energies.h5'}: could not be read ({str(e).splitlines()[0]})") from None
             time.sleep(0.2)

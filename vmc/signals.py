@@ -5,6 +5,11 @@ instead of killing the process or raising KeyboardInterrupt. Inside `deferred()`
 optimization loop) the first signal is only recorded: the loop finishes its step, writes a
 checkpoint at the current step and then raises, so no finished step is lost. A second signal
 while one is pending raises at once.
+
+Every signal is also recorded as `pending()`, and every phase calls `check()` at each step:
+an `Interrupted` raised where it cannot propagate (a garbage-collection callback of JAX, where
+Python only prints "Exception ignored") or swallowed by a library still stops the run at the
+next step (docs/robustness.md).
 """
 
 from __future__ import annotations
@@ -24,10 +29,12 @@ def name(signum: int) -> str:
 
 
 def _handler(signum, frame):
-    if _state["deferring"] and _state["pending"] is None:
+    first = _state["pending"] is None
+    if first:
         _state["pending"] = signum
+    if _state["deferring"] and first:
         return
-    raise Interrupted(signum, f"stopped by {name(signum)}; `vmc run RUN_DIR` resumes from the last checkpoint")
+    raise Interrupted(signum, f"stopped by {name(signum)}")
 
 
 @contextlib.contextmanager
@@ -44,6 +51,7 @@ def handled():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        _state["pending"] = None
 
 
 @contextlib.contextmanager
@@ -58,5 +66,11 @@ def deferred():
 
 
 def pending() -> int | None:
-    """The signal number received inside `deferred()`, if any."""
+    """The signal number received since `handled()` began, if any."""
     return _state["pending"]
+
+
+def check() -> None:
+    """Raises `Interrupted` if a signal arrived (outside `deferred()`, where the caller decides)."""
+    if _state["pending"] is not None:
+        raise Interrupted(_state["pending"], f"stopped by {name(_state['pending'])}")

@@ -34,6 +34,7 @@ from vmc import parallel
 from vmc.config import OptimizationConfig
 from vmc.hamiltonian import log_psi_pair
 from vmc.loss import energy_cotangents
+from vmc.memory import map_walkers
 
 
 @jax.tree_util.register_dataclass
@@ -43,10 +44,10 @@ class SpringState:
     count: jax.Array  # () steps taken (drives the learning-rate schedule)
 
 
-def sample_jacobian(log_psi: Callable, params, data, walkers: jax.Array, chunk: int) -> jax.Array:
-    """(B, 2, P) d[log|psi|, phase]/dθ of each walker, the parameters raveled (ravel_pytree
-    order); computed `chunk` walkers at a time. The two rows are separate gradients, not one
-    Jacobian: for a real psi the phase's is a symbolic zero and costs nothing."""
+def walker_gradients(log_psi: Callable, params, data) -> Callable:
+    """one(r) -> (2, P): d[log|psi|, phase]/dθ of one walker r (n_el, 3), the parameters
+    raveled (ravel_pytree order). The two rows are separate gradients, not one Jacobian: for a
+    real psi the phase's is a symbolic zero and costs nothing."""
     flat, unravel = ravel_pytree(params)
     pair = log_psi_pair(log_psi)
 
@@ -54,7 +55,12 @@ def sample_jacobian(log_psi: Callable, params, data, walkers: jax.Array, chunk: 
         part = lambda k: jax.grad(lambda p: pair(unravel(p), data, r.reshape(-1))[k])(flat)
         return jnp.stack([part(0), part(1)])
 
-    return jax.lax.map(one, walkers, batch_size=min(chunk, walkers.shape[0]))
+    return one
+
+
+def sample_jacobian(log_psi: Callable, params, data, walkers: jax.Array, chunk: int | None) -> jax.Array:
+    """(B, 2, P) `walker_gradients` of each walker, `chunk` walkers at a time (None: all)."""
+    return map_walkers(walker_gradients(log_psi, params, data), walkers, chunk)
 
 
 def spring_direction(jac: jax.Array, eps: jax.Array, phi: jax.Array, damping: float, momentum: float) -> jax.Array:
@@ -98,15 +104,17 @@ def spring_direction(jac: jax.Array, eps: jax.Array, phi: jax.Array, damping: fl
 class Spring:
     """SPRING behind the optimizers' `init` / `step` (vmc/optimizers.py)."""
 
-    def __init__(self, loss: Callable, log_psi: Callable, config: OptimizationConfig, rate: Callable):
-        """rate(t): the learning rate of step t (optimizers.schedule)."""
+    def __init__(self, loss: Callable, log_psi: Callable, config: OptimizationConfig, rate: Callable, chunk: int | None = None):
+        """rate(t): the learning rate of step t (optimizers.schedule); chunk: walkers whose
+        parameter gradients are computed at once (default: config.spring.chunk)."""
         s = config.spring
+        chunk = chunk or s.chunk
 
         def step(params, state, key, batch):
             data, walkers = batch
             _, stats = loss(params, key, batch)
             d_re, d_im = energy_cotangents(stats.local_energy, config.clip_width)
-            jac = sample_jacobian(log_psi, params, data, walkers, s.chunk)
+            jac = sample_jacobian(log_psi, params, data, walkers, chunk)
             phi = spring_direction(jac, jnp.stack([d_re, d_im], axis=1), state.phi, s.damping, s.momentum)
             scale = jnp.minimum(1.0, s.max_norm / (jnp.linalg.norm(phi) + 1e-30))
             flat, unravel = ravel_pytree(params)

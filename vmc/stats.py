@@ -64,3 +64,29 @@ def weighted_mean(means, errors, weights) -> tuple[float, float]:
     m, e, w = (np.asarray(a, dtype=float) for a in (means, errors, weights))
     total = np.sum(w)
     return float(np.sum(w * m) / total), float(np.sqrt(np.sum((w * e) ** 2)) / total)
+
+
+HF_WARNING_SIGMAS = 3.0  # standard errors above E_HF that make an evaluated energy unconverged
+
+
+def hartree_fock_warning(name: str, energy: float, error: float, hf_energy: float, unit: str = "Ha") -> str | None:
+    """One warning line when the evaluated energy of system `name` lies above its
+    Hartree–Fock energy by more than HF_WARNING_SIGMAS = 3 standard errors, else None.
+
+    energy, error (autocorrelation-corrected standard error) and hf_energy in the same unit,
+    named by `unit` ("Ha", "Ha per cell"). The wavefunction is pretrained to the Hartree–Fock
+    orbitals and the energy is variational, so a converged run ends at or below E_HF; a
+    converged one lands more than 3 standard errors above it by chance with probability
+    0.13 % (one-sided, Gaussian). No warning without a finite energy and error bar: then
+    there is no significance to state. The difference is shown to the error bar's first
+    significant digit (at least two decimals), E_HF to as many or at least three.
+    """
+    values = np.array([energy, error, hf_energy], dtype=float)
+    if not np.all(np.isfinite(values)) or error <= 0 or energy - hf_energy <= HF_WARNING_SIGMAS * error:
+        return None
+    from vmc.progress import format_energy  # vmc.progress imports this module
+
+    digits = max(2, -int(np.floor(np.log10(error))))
+    return (f"warning: {name}: the evaluated energy {format_energy(energy, error)} {unit} lies "
+            f"{energy - hf_energy:.{digits}f} {unit} above Hartree–Fock ({hf_energy:.{max(3, digits)}f} {unit}): the wavefunction is not "
+            f"converged (more pretraining, burn-in or optimization steps)")

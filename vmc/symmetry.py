@@ -142,11 +142,13 @@ def irreducible_twists(
     twists = np.asarray(twists, dtype=float).reshape(-1, 3)
     n = len(twists)
     mats = supercell_twist_operations(symbols, frac_positions, primitive_lattice, supercell)
-    # images[i, o] = twists[i] M_o ; equivalent[i, j] if some image of i equals j mod 1
-    images = np.einsum("ia,oab->iob", twists, mats)
-    d = images[:, :, None, :] - twists[None, None, :, :]
-    d -= np.round(d)
-    equivalent = np.any(np.all(np.abs(d) < TWIST_TOL, axis=-1), axis=1)  # (n, n)
+    # equivalent[i, j] if some image twists[i] M_o equals j mod 1; one operation at a time,
+    # so that memory grows as n^2, not n^2 times the (up to 96) operations
+    equivalent = np.zeros((n, n), bool)
+    for m in mats:
+        d = (twists @ m)[:, None, :] - twists[None, :, :]
+        d -= np.round(d)
+        equivalent |= np.all(np.abs(d) < TWIST_TOL, axis=-1)
     label = np.full(n, -1)
     reps = []
     for i in range(n):

@@ -27,6 +27,15 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Vec3 = tuple[Finite, Finite, Finite]
 Atom = tuple[str, Vec3]
 MIN_ATOM_DISTANCE = 0.05  # bohr; closer nuclei are a mistake in the input, not a geometry
+# Twists of one grid: every irreducible one is a system of its own (its own Hartree–Fock and
+# walkers), and the symmetry reduction compares every pair of twists under every operation.
+# 10 x 10 x 10 is denser than twist averaging of a supercell needs.
+MAX_TWISTS = 1000
+# Lattice vectors the search for a fire cutoff's images may try per simulation cell
+# (lattice.image_candidates; about a third of them are kept). 5 and 8 bohr (fire's defaults)
+# try 343 and 729 in the smallest catalog cell (h_bcc, 3 bohr); 10^4 allows a 25-bohr cutoff
+# there. Each kept image multiplies fire's pair terms and neighbour-list candidates.
+MAX_IMAGE_CANDIDATES = 10_000
 
 
 class _Spec(BaseModel):
@@ -49,6 +58,14 @@ class TwistGrid(_Spec):
     grid: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
     shift: Vec3 = (0.0, 0.0, 0.0)
     symmetry: bool = True  # reduce to the irreducible twists with weights
+
+    @pydantic.field_validator("grid")
+    @classmethod
+    def _not_too_many(cls, grid):
+        n = grid[0] * grid[1] * grid[2]
+        if n > MAX_TWISTS:
+            raise ValueError(f"{n} twists; at most {MAX_TWISTS} (e.g. 10 x 10 x 10)")
+        return grid
 
 
 class CrystalSpec(_Spec):
@@ -374,11 +391,29 @@ def default_elements(systems: list[System]) -> list[str]:
     return sorted({s for system in systems for s in system.symbols}, key=pyscf_elements.charge)
 
 
+def check_images(config: Config, systems: list[System]) -> None:
+    """Refuses fire cutoffs whose periodic images (vmc/descriptors.py) would take more than
+    MAX_IMAGE_CANDIDATES lattice vectors to find in some simulation cell."""
+    if config.model.name != "fire":
+        return
+    fire = config.model.fire
+    for key, radius in (("cutoff", fire.cutoff), ("orbital_cutoff", fire.orbital_cutoff)):
+        if radius is None:  # no cutoff: one image per pair
+            continue
+        for system in {s.geometry: s for s in systems if s.periodic}.values():
+            n = lat.image_candidates(system.lattice, radius)
+            if n > MAX_IMAGE_CANDIDATES:
+                raise InputError(f"config key 'model.fire.{key}': {radius:g} bohr reaches {n} lattice vectors of system "
+                                 f"{system.geometry!r} to search for its images; at most {MAX_IMAGE_CANDIDATES} (a smaller "
+                                 "cutoff or a larger supercell)")
+
+
 def resolve_config(config: Config) -> tuple[Config, list[System]]:
     """The config as a run records it (system specs resolved, `model.elements` filled in:
     what `config.yaml` of a run directory holds) and the systems it expands to."""
     specs = resolve_specs(config.system)
     systems = expand(specs)
+    check_images(config, systems)
     resolved = config.model_copy(update={"system": specs_to_config(specs)}, deep=True)
     if resolved.model.elements is None:
         resolved.model.elements = default_elements(systems)

@@ -24,10 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from vmc import memory, parallel
-from vmc.hamiltonian import make_batch_local_energy
+from vmc.errors import InputError
+from vmc.hamiltonian import log_psi_pair, make_batch_local_energy
 from vmc.loss import make_energy_loss
 from vmc.mcmc import adapt_width, make_mcmc_step
 from vmc.optimizers import make_optimizer
+from vmc.pretrain import orbital_loss
+from vmc.spring import walker_gradients
 from vmc.scheduling import pick
 
 # Independent random streams: key = fold_in(fold_in(fold_in(root, purpose), step), system).
@@ -135,40 +138,77 @@ class Trainer:
     """The compiled pieces of one run's optimization: sampling, the local energy, the loss and
     the optimizer, over the systems in `data`, picked by `weights`. train=False (or an ansatz
     without parameters, or optimization.steps = 0): no optimizer, and the state's opt_state is None.
-    `memory`: how `local_energy_batch: auto` split the local energy (vmc/memory.py), else None."""
+    pretrain: whether pretraining will run (its memory is planned too).
+    `memory`: the walkers each phase handles at once (vmc/memory.py), built by init_state."""
 
-    def __init__(self, ansatz, config, data: DeviceData, weights: np.ndarray, train: bool = True):
+    def __init__(self, ansatz, config, data: DeviceData, weights: np.ndarray, train: bool = True, pretrain: bool = False):
         self.ansatz = ansatz
         self.config = config
         self.data = data
         self.weights = np.asarray(weights, dtype=float)
-        self.mcmc_step = make_mcmc_step(ansatz.log_psi, config.mcmc.steps, ansatz.neighbour_counts)
-        self._sample = parallel.pmap(lambda *args: _global_needed(self.mcmc_step(*args)), in_axes=(0, 0, 0, 0, None))
         self.train = train and ansatz.trainable and config.optimization.steps > 0
-        # built by init_state: `local_energy_batch: auto` sizes the batch from the parameters,
-        # the systems' (sized) data and the walkers per device
-        self.local_energy = self.optimizer = self.memory = None
+        self.pretrain = pretrain and ansatz.trainable
+        # built by init_state: every phase's batch follows from the parameters, the systems'
+        # (sized) data and the walkers per device
+        self.mcmc_step = self._sample = self.local_energy = self.optimizer = self.memory = None
 
     def _build(self, params, walkers: list) -> None:
-        """The local energy (split as config.local_energy_batch says) and the optimizer."""
-        batch = self.config.local_energy_batch
-        if batch == "auto":
-            self.memory = self._size_local_energy(parallel.unreplicate(params), walkers)
-            batch = self.memory.batch
-        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, batch, kinetic=self.ansatz.kinetic)
+        """Sampling, the local energy and the optimizer, each over as many walkers at once as
+        the memory plan says."""
+        self.memory = plan = self._plan_memory(parallel.unreplicate(params), walkers)
+        self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, self.config.mcmc.steps, self.ansatz.neighbour_counts,
+                                        plan.batch("sampling"))
+        self._sample = parallel.pmap(lambda *args: _global_needed(self.mcmc_step(*args)), in_axes=(0, 0, 0, 0, None))
+        self.local_energy = make_batch_local_energy(self.ansatz.log_psi, plan.batch("local energy"), kinetic=self.ansatz.kinetic)
         if self.train:
-            loss = make_energy_loss(self.ansatz.log_psi, self.local_energy, self.config.optimization.clip_width)
-            self.optimizer = make_optimizer(loss, self.ansatz.log_psi, self.config.optimization)
+            cfg = self.config.optimization
+            loss = make_energy_loss(self.ansatz.log_psi, self.local_energy, cfg.clip_width, plan.batch("gradient"))
+            self.optimizer = make_optimizer(loss, self.ansatz.log_psi, cfg, plan.batch("jacobian"))
 
-    def _size_local_energy(self, params, walkers: list) -> memory.LocalEnergyMemory:
-        """`local_energy_batch: auto` for these parameters, systems and walkers (vmc/memory.py);
-        the same on every host (the smallest device budget of all)."""
+    def _plan_memory(self, params, walkers: list) -> memory.MemoryPlan:
+        """Every phase's batch for these parameters, systems and walkers (vmc/memory.py); the
+        same on every host (the smallest device budget of all)."""
         data = [parallel.unreplicate(self.data[i]) for i in range(len(self.data))]
         r = [parallel.unshard(w) for w in walkers]  # this host's walkers of each system (host arrays)
-        estimates = [memory.estimate_per_walker(self.ansatz.log_psi, params, d, x[0]) for d, x in zip(data, r)]
-        whole = make_batch_local_energy(self.ansatz.log_psi, None, kinetic=self.ansatz.kinetic)
+        n = walkers[0].shape[1]
         budget = parallel.host_min(int(memory.SHARE * memory.device_memory()))
-        return memory.choose_batch(walkers[0].shape[1], estimates, lambda i, b: memory.measure(whole, params, data[i], r[i][:b]), budget)
+        log_psi = self.ansatz.log_psi
+
+        def phase(per_walker: Callable, batched: Callable, cap: int | None, room: int = budget) -> memory.PhaseMemory:
+            """per_walker(params, data, r) and batched(params, data, walkers): the phase's
+            program for one walker (estimated) and for a batch (measured if need be)."""
+            estimates = [memory.program_bytes(per_walker, params, d, x[0]) for d, x in zip(data, r)]
+            return memory.choose_batch(n, estimates, lambda i, b: memory.measure(batched, params, data[i], r[i][:b]), room, cap)
+
+        phases = {}
+        forward = lambda p, d, x: log_psi(p, d, x)[1]  # noqa: E731
+        phases["sampling"] = phase(forward, lambda p, d, w: jax.vmap(lambda x: forward(p, d, x))(w), None)
+        if self.pretrain:
+            fit = orbital_loss(self.ansatz)
+            phases["pretraining"] = phase(lambda p, d, x: jax.grad(fit)(p, d, x[None]), jax.grad(fit), memory.MAX_BATCH)
+        batch = self.config.local_energy_batch
+        energies = make_batch_local_energy(log_psi, None, kinetic=self.ansatz.kinetic)
+        whole = lambda p, d, w: energies(p, jax.random.PRNGKey(0), d, w)  # noqa: E731
+        estimates = [memory.estimate_per_walker(log_psi, params, d, x[0]) for d, x in zip(data, r)]
+        if batch == "auto":
+            phases["local energy"] = memory.choose_batch(n, estimates, lambda i, b: memory.measure(whole, params, data[i], r[i][:b]), budget)
+        else:  # set in the config: kept, and reported with its estimate
+            phases["local energy"] = memory.PhaseMemory(None if batch is None or batch >= n else batch, max(estimates), False, budget)
+        fixed = 0
+        if self.train and self.config.optimization.optimizer == "spring":
+            n_params = sum(int(np.size(x)) for x in jax.tree.leaves(params))
+            fixed = memory.spring_fixed_bytes(n * jax.device_count(), n, n_params, jax.device_count(), jnp.zeros(()).dtype.itemsize)
+            if fixed >= budget:
+                raise InputError(f"config key 'mcmc.walkers': SPRING's Jacobian rows and Gram matrix for {n * jax.device_count()} "
+                                 f"walkers and {n_params} parameters need {fixed / 2**30:.3g} GiB per device, more than the "
+                                 f"{budget / 2**30:.3g} GiB allowed; use fewer walkers or more devices")
+            one = lambda p, d, x: walker_gradients(log_psi, p, d)(x)  # noqa: E731
+            phases["jacobian"] = phase(one, lambda p, d, w: jax.vmap(walker_gradients(log_psi, p, d))(w),
+                                       self.config.optimization.spring.chunk, budget - fixed)
+        elif self.train and self.config.optimization.optimizer == "adam":
+            pair = lambda p, d, x: jax.jacrev(log_psi_pair(log_psi))(p, d, x.reshape(-1))  # noqa: E731
+            phases["gradient"] = phase(pair, lambda p, d, w: jax.vmap(lambda x: pair(p, d, x))(w), memory.MAX_BATCH)
+        return memory.MemoryPlan(n, budget, phases, fixed)
 
     def init_state(self, params, walkers: list, key: jax.Array) -> TrainState:
         """The state before step 0: replicated params, sharded walkers, the configured widths.

@@ -184,3 +184,32 @@ def test_adam_blow_up_stops_with_status_3(tmp_path):
     energies = _train(out)["energy"]
     assert np.all(np.abs(energies) < 10)
     checkpoint.validate(checkpoint.list_checkpoints(out / "checkpoints")[0])
+
+
+def test_signals_before_the_first_checkpoint_exit_with_their_status_and_say_what_resumes(tmp_path):
+    """SIGTERM while the run is set up (memory plan, compilation) and SIGINT in pretraining:
+    exit 143 / 130 with one line that says the run has no checkpoint yet (it said "resumes
+    from the last checkpoint", and a signal landing in folx's tracing exited 0)."""
+    cfg = _config(tmp_path, {**TINY, "model": {"name": "fire", "fire": {"embedding_dim": 8, "orbital_dim": 4}},
+                             "pretraining": {"steps": 10000}})
+    for sig, status, ready in [(signal.SIGTERM, 143, "energies.h5"), (signal.SIGINT, 130, "pretrain")]:
+        out = tmp_path / sig.name
+        proc = _vmc("run", cfg, "--out", str(out))
+        deadline = time.time() + 600
+        if ready == "energies.h5":  # written just before the memory plan and compilation
+            while not (out / ready).exists() and time.time() < deadline:
+                assert proc.poll() is None, proc.communicate()
+                time.sleep(0.05)
+        else:  # pretraining has begun once the first step's line was printed
+            line = ""
+            while "pretrain" not in line and time.time() < deadline:
+                line = proc.stderr.readline()
+                assert line or proc.poll() is None, proc.communicate()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == status, err
+        assert "Traceback" not in err
+        (line,) = _errors(err)
+        assert line == (f"vmc: stopped by {sig.name} before the run's first checkpoint; "
+                        f"`vmc run {out}` starts it again (Hartree–Fock is cached)")
+        assert not checkpoint.list_checkpoints(out / "checkpoints")

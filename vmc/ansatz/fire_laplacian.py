@@ -177,7 +177,12 @@ def make_sparse_kinetic(cfg, initial: Callable, pair_terms: Callable, local: Cal
         # keeps its 6-coordinate sparsity)
         jastrow_grad = jnp.zeros(n_coords + 1, r.dtype).at[coord].add(jastrow.jacobian.data)[:n_coords]
         jastrow_lap = jnp.sum(jastrow.laplacian)
-        c = folx.forward_laplacian(lambda x: cusp(params, data, x.reshape(n, 3)), sparsity_threshold=SPARSITY)(r.reshape(-1))
+        # Without folx's own jit: when the cusp's Jacobian stays sparse to the end (it depends
+        # on at most SPARSITY coordinates: one electron, no pair), that jit would hand back its
+        # index map, a static numpy array, as a traced output, and `dense_array` needs it
+        # concrete. Traced inline, it stays static; the caller's jit compiles it either way.
+        c = folx.forward_laplacian(lambda x: cusp(params, data, x.reshape(n, 3)), sparsity_threshold=SPARSITY,
+                                   disable_jit=True)(r.reshape(-1))
         grad_j = jastrow_grad + c.jacobian.dense_array
         lap_j = jastrow_lap + c.laplacian
 
