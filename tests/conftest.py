@@ -30,6 +30,25 @@ TINY_NETWORKS = {
 }
 
 
+def hold_lock(path):
+    """Another process that claims the run directory `path` and sleeps; returns it once it
+    holds the lock."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import time
+        from vmc.rundir import claim
+        d = claim({str(path)!r}, {{}}, lambda raw: raw)
+        print("locked", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
 def _precision(enable_x64: bool):
     previous = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", enable_x64)

@@ -1,4 +1,4 @@
-"""Config numbers out of range and duplicate YAML keys (issue 30, case 7): each is refused with
+"""Config numbers out of range and duplicate YAML keys: each is refused with
 one line naming the key, exit status 2, before Hartree–Fock and before anything is written,
 instead of a traceback after HF (or an allocation of petabytes, or the last key silently
 winning)."""
@@ -43,18 +43,30 @@ def test_number_out_of_range(case_id, argv, expected, tmp_path, capsys):
     assert not (tmp_path / "hf").exists()  # no Hartree–Fock either
 
 
-def test_bounds_admit_the_shipped_ranges():
-    """The edges are accepted: seed 0 and 2**32 - 1, a 10x10x10 twist grid (reduced by
-    symmetry at once), and fire's default cutoffs on the smallest catalog crystal."""
+def test_each_bound_at_its_edge():
+    """Just inside each bound is accepted, just outside refused: seed 2**32 - 1 / 2**32, a
+    10x10x10 twist grid (reduced by symmetry at once) / 10x10x11, and in the 3-bohr cell of
+    h_bcc a 27-bohr cutoff (21^3 lattice vectors to search) / 28 bohr (23^3)."""
     from vmc.config import make_config
+    from vmc.errors import InputError
     from vmc.systems import resolve_config
 
-    for seed in (0, 2**32 - 1):
-        assert make_config(None, {"seed": seed}).seed == seed
-    cfg = make_config(None, {"system": "lih_rocksalt", "system.twists": {"grid": [10, 10, 10]}, "model.name": "fire"})
-    _, systems = resolve_config(cfg)
-    assert len(systems) == 47 and np.isclose(sum(s.weight for s in systems), 1.0)  # the fcc grid's irreducible twists
-    resolve_config(make_config(None, {"system": "h_bcc", "model.name": "fire"}))
+    def resolved(overrides):
+        return resolve_config(make_config(None, overrides))[1]
+
+    assert make_config(None, {"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(InputError, match="config key 'seed'"):
+        make_config(None, {"seed": 2**32})
+    systems = resolved({"system": "lih_rocksalt", "system.twists": {"grid": [10, 10, 10]}})
+    assert len(systems) == 110 and np.isclose(sum(s.weight for s in systems), 1.0)  # irreducible under the 96 operations
+    with pytest.raises(InputError, match="config key 'system.twists.grid'"):
+        resolved({"system": "lih_rocksalt", "system.twists": {"grid": [10, 10, 11]}})
+    for key in ("cutoff", "orbital_cutoff"):
+        resolved({"system": "h_bcc", "model.name": "fire", f"model.fire.{key}": 27.0})
+        with pytest.raises(InputError, match=f"config key 'model.fire.{key}'"):
+            resolved({"system": "h_bcc", "model.name": "fire", f"model.fire.{key}": 28.0})
+    resolved({"system": "h_bcc", "model.name": "fire", "model.fire.cutoff": None, "model.fire.implementation": "dense"})
+    resolved({"system": "H2", "model.name": "fire", "model.fire.cutoff": 1000.0})  # a molecule has no images
 
 
 CONFIG = """\

@@ -1,4 +1,4 @@
-"""`fire` where a spin channel holds one electron or the whole system does (issue 30, case 5):
+"""`fire` where a spin channel holds one electron or the whole system does:
 the H atom (one electron: no electron–electron pair, an empty neighbour list), the Li atom
 (the down channel's one electron has no parallel partner) and H2 stretched beyond the cutoff
 (one electron per spin, and again no pair within the cutoff). In float64, sparse against
@@ -63,7 +63,7 @@ def test_sparse_equals_dense_and_hessian(x64, tmp_path, system, n_up, n_down):
 
 
 def test_hydrogen_atom_run(tmp_path):
-    """The issue's `vmc run configs/h2.yaml --set system=H --set model.name=fire`, sized down
+    """`vmc run configs/h2.yaml --set system=H --set model.name=fire`, sized down
     (no pretraining, 2 Adam steps of 8 walkers), finishes with a finite energy loosely near
     the exact -1/2 Ha (HF/STO-3G: -0.4666)."""
     from vmc import cli

@@ -31,8 +31,8 @@ def _patch_optimizer_step(monkeypatch, fault):
 
     make = vmc.training.make_optimizer
 
-    def faulty_make_optimizer(loss, log_psi, config):
-        optimizer = make(loss, log_psi, config)
+    def faulty_make_optimizer(*args):
+        optimizer = make(*args)
         step = optimizer.step
         optimizer.step = lambda params, state, key, batch: fault(*step(params, state, key, batch))
         return optimizer

@@ -2,11 +2,9 @@
 
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 
 import pytest
+from conftest import hold_lock
 
 from vmc import rundir
 from vmc.cli import main
@@ -21,23 +19,9 @@ def _resolved(overrides=None):
     return resolve_config(make_config(H2, overrides or {}))[0].model_dump(mode="json")
 
 
-def _hold_lock(path):
-    """Another process that claims `path` and sleeps; returns it once it holds the lock."""
-    code = textwrap.dedent(f"""
-        import sys, time
-        from vmc.rundir import claim
-        d = claim({str(path)!r}, {{}}, lambda raw: raw)
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
-
-
 def test_second_writer_is_refused_with_the_holders_pid(tmp_path, capsys):
     out = tmp_path / "run"
-    holder = _hold_lock(out)
+    holder = hold_lock(out)
     try:
         code = main(["run", H2, "--set", "mcmc.walkers=8", "--out", str(out)])
         err = capsys.readouterr().err
@@ -68,3 +52,7 @@ def test_resume_check_allows_only_resumable_keys(tmp_path):
         with pytest.raises(InputError, match="holds a different run"):
             rundir.claim(tmp_path, _resolved({key: value}), lambda raw: raw)
     assert rundir.differing_keys(base, _resolved({"model.name": "fire"})) == ["model.name"]
+    # the refusal names every key a resume may change, as docs/robustness.md does
+    with pytest.raises(InputError) as refused:
+        rundir.claim(tmp_path, _resolved({"seed": 1}), lambda raw: raw)
+    assert all(key in str(refused.value) for key in rundir.RESUMABLE)

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("config", help="YAML config")
     pl.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override a config key (YAML value)")
     pl.add_argument("--from", dest="params_from", metavar="CHECKPOINT", help="as `vmc run --from` (fine-tuning)")
+    pl.add_argument("--timing-walkers", type=int, default=None, metavar="K",
+                    help="time the steps on K walkers per device and scale (default: all on a GPU, 64 on a CPU)")
 
     e = sub.add_parser("evaluate", help="evaluate a checkpoint's wavefunction without training")
     e.add_argument("checkpoint")
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             from vmc.plan import plan
 
             overrides = _overrides(args.overrides)
-            plan(build_config(args.config, overrides), args.params_from, frozenset(explicit_keys(overrides)))
+            if args.timing_walkers is not None and args.timing_walkers < 1:
+                raise InputError(f"--timing-walkers {args.timing_walkers}: must be at least 1")
+            plan(build_config(args.config, overrides), args.params_from, frozenset(explicit_keys(overrides)), args.timing_walkers)
         elif args.command == "evaluate":
             from vmc.api import evaluate
 

@@ -127,7 +127,9 @@ class SpringConfig(_Section):
     damping: float = Field(1e-3, gt=0)  # λ, added to the Gram matrix of the centred, /√N gradients
     momentum: float = Field(0.99, ge=0, lt=1)  # μ
     max_norm: float = Field(1.0, gt=0)  # the update direction's norm is clipped to this
-    chunk: int = Field(64, ge=1)  # walkers whose parameter gradients are computed at once (memory)
+    # walkers whose parameter gradients are computed at once: at most this many, fewer when
+    # they would not fit the device (vmc/memory.py)
+    chunk: int = Field(64, ge=1)
 
 
 class OptimizationConfig(_Section):

@@ -8,12 +8,17 @@ prints the memory plan of every phase, the peak memory, and an estimate of the w
 phase and in total; it writes no run directory (docs/robustness.md, "Before a long run").
 
 The estimate assumes every system costs what the largest does and compiles its programs once
-(systems of the same shapes share them; others compile their own).
+(systems of the same shapes share them; others compile their own). On a CPU a step of a large
+run takes minutes, so by default the steps are timed on CPU_TIMING_WALKERS walkers per device
+and scaled in proportion to the run's (`--timing-walkers` sets the number; every phase's cost
+is linear in the walkers except SPRING's Gram matrix, quadratic, and its solve, cubic). The
+memory plan is always the full run's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import resource
 import sys
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from vmc import parallel, signals
 from vmc.baseline import hartree_fock
@@ -30,6 +36,7 @@ from vmc.progress import format_duration
 from vmc.systems import resolve_config
 
 TIMED_STEPS = 2  # steps timed after the first (compiling) one, per phase
+CPU_TIMING_WALKERS = 64  # walkers per device timed on a CPU unless told otherwise
 
 
 def _say(line: str) -> None:
@@ -50,19 +57,21 @@ def peak_memory() -> str:
     return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.3g} GiB resident on this host (CPU devices share it)"
 
 
-def plan(config: Config, params_from: str | Path | None = None, explicit: frozenset[str] = frozenset()) -> dict[str, float]:
+def plan(config: Config, params_from: str | Path | None = None, explicit: frozenset[str] = frozenset(),
+         timing_walkers: int | None = None) -> dict[str, float]:
     """Prints the plan of a run of `config` (starting from the checkpoint `params_from`, as
-    `vmc run --from`; `explicit`: the keys set on the command line); returns the estimated
-    seconds per phase and 'total'."""
+    `vmc run --from`; `explicit`: the keys set on the command line), its steps timed on
+    `timing_walkers` walkers per device (None: all of them on an accelerator,
+    CPU_TIMING_WALKERS on a CPU); returns the estimated seconds per phase and 'total'."""
     from vmc.finetune import prepare
     from vmc.runner import Run
 
     with tempfile.TemporaryDirectory(prefix="vmc-plan-") as tmp:
         # a fine-tune's network settings (basis, sizes) come from its checkpoint, as in `vmc run`
-        return _plan(prepare(config, Path(tmp) / "run", params_from, set(explicit)), Path(tmp) / "run", Run)
+        return _plan(prepare(config, Path(tmp) / "run", params_from, set(explicit)), Path(tmp) / "run", Run, timing_walkers)
 
 
-def _plan(config: Config, run_dir: Path, Run) -> dict[str, float]:
+def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dict[str, float]:
     config, systems = resolve_config(config)
     _say(f"{parallel.describe_devices()}; {config.mcmc.walkers // jax.device_count()} walkers per device")
     _say(f"{len(systems)} system{'s' if len(systems) > 1 else ''}: " + ", ".join(f"{s.id} ({s.n_electrons} e)" for s in systems))
@@ -81,9 +90,18 @@ def _plan(config: Config, run_dir: Path, Run) -> dict[str, float]:
     probe.evaluation.burn_in = 0
     probe.evaluation.steps = min(config.evaluation.steps, steps)
     probe.checkpoint.every = steps + 1
+    per_device = config.mcmc.walkers // jax.device_count()
+    if timing_walkers is None:
+        timing_walkers = CPU_TIMING_WALKERS if jax.default_backend() == "cpu" else per_device
+    k = max(1, min(timing_walkers, per_device))
+    scale = per_device / k
     with signals.handled():
-        _say(f"timing {steps} steps of each phase on {systems[i].id}, the first of each compiling its programs")
-        run = Run(probe, run_dir, only=i)
+        _say(f"timing {steps} steps of each phase on {systems[i].id} with {k} walkers per device"
+             f"{f' (scaled to {per_device})' if k < per_device else ''}, the first of each compiling its programs")
+        run = Run(probe, run_dir, only=i)  # the memory plan of the full run
+        if k < per_device:
+            run.state = dataclasses.replace(run.state, walkers=tuple(
+                parallel.shard(np.asarray(w)[:, :k].reshape(-1, *w.shape[2:])) for w in run.state.walkers))
         try:
             run.pretrain()
             run.burn_in(probe.mcmc.burn_in)
@@ -103,12 +121,14 @@ def _plan(config: Config, run_dir: Path, Run) -> dict[str, float]:
     }
     estimate = {"Hartree–Fock": hf_seconds}
     _say(memory_line)
-    _say(f"peak memory while timing: {peak_memory()}")
+    _say(f"peak memory while timing {k} walkers per device: {peak_memory()}")
     _say(f"{'phase':<14}{'steps':>9}{'first step':>13}{'per step':>11}{'estimate':>12}")
     for phase, count in counts.items():
         first, per = run.timings.get(phase, (None, None))
         if count == 0 or per is None:
             continue
+        # the first step is compilation and one step; the run's steps take `scale` times longer
+        per, first = per * scale, first + per * (scale - 1)
         estimate[phase] = first + per * (count - 1)
         _say(f"{phase:<14}{count:>9}{first:>12.1f}s{per:>10.3g}s{format_duration(estimate[phase]):>12}")
     estimate["total"] = sum(estimate.values())

@@ -118,13 +118,19 @@ def _lock_directory(path: Path) -> int | None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as e:
         raise InputError(f"run directory {path}: cannot be opened ({os_reason(e)})") from None
+    return _flock(fd, path, unsupported=_NO_DIRECTORY_LOCK)
+
+
+def _flock(fd: int, path: Path, unsupported: tuple[int, ...] = ()) -> int | None:
+    """fd, exclusively flocked; None (fd closed) where the file system refuses with an errno
+    of `unsupported`; InputError (fd closed) when another process holds it or locking fails."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         os.close(fd)
         if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
             raise _in_use(path) from None
-        if e.errno in _NO_DIRECTORY_LOCK:
+        if e.errno in unsupported:
             return None
         raise InputError(f"run directory {path}: cannot be locked ({os_reason(e)})") from None
     return fd
@@ -138,13 +144,7 @@ def _lock_file(path: Path) -> int:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             raise InputError(f"run directory {path}: cannot be written ({os_reason(e)})") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                raise _in_use(path) from None
-            raise InputError(f"run directory {path}: cannot be locked ({os_reason(e)})") from None
+        _flock(fd, path)
         # the file may have been deleted (and made again) between open and flock: a lock on
         # a file no longer at the path keeps nobody out, so lock the one that is there
         try:
@@ -199,7 +199,7 @@ def _check(path: Path, config: dict, resolve) -> None:
         if differ:
             raise InputError(
                 f"run directory {path}: holds a different run (config differs in {_describe(differ)}); "
-                "a resume may change only optimization.steps, evaluation.* and checkpoint.*: "
+                f"a resume may change only {', '.join(RESUMABLE)} (and the keys below them): "
                 "use --out NEW, or --from one of its checkpoints to start from its parameters")
     else:
         others = sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)

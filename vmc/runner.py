@@ -26,6 +26,7 @@ from vmc.baseline import hartree_fock
 from vmc.config import Config, dump_config, make_config
 from vmc.errors import Diverged, InputError, Interrupted, OutputError, os_reason
 from vmc.evaluation import make_eval_step
+from vmc.finetune import starting_point
 from vmc.mcmc import init_walkers
 from vmc.outputs import EnergyFile, read_recompiles, read_train_rows
 from vmc.pretrain import make_pretrain_step
@@ -68,8 +69,6 @@ class Run:
         self.timings: dict[str, tuple[float | None, float | None]] = {}
         # the checkpoint whose parameters start the run (--from, checkpoint.restore), recorded
         # with its hash in config.yaml; None when the run's own checkpoints supersede it
-        from vmc.finetune import starting_point
-
         self.config, self.params_from = starting_point(self.config, Path(run_dir), params_from, evaluate_only)
         self.evaluate_only = evaluate_only
         self.n_per_device = parallel.check_walkers(config.mcmc.walkers)
@@ -86,7 +85,7 @@ class Run:
 
         # the input is good: say what this run computes on before the work starts
         log(f"{parallel.describe_devices()}; {self.n_per_device} walkers per device")
-        self.ansatz = make_ansatz(config.model, self.elements)
+        self.ansatz = make_ansatz(self.config.model, self.elements)
         self.baselines = [self._hartree_fock(s) for s in self.systems]
         data = [parallel.replicate(make_system_data(s, *self.ansatz.prepare(s, b), self.elements)) for s, b in zip(self.systems, self.baselines)]
 
@@ -151,7 +150,7 @@ class Run:
 
     def pretrain(self) -> None:
         cfg = self.config.pretraining
-        if cfg.steps == 0 or self.params_from is not None or not self.ansatz.trainable:
+        if not self.trainer.pretrain:  # no steps, a fine-tune, or nothing to train
             return
         plan = self.trainer.memory
         tx, step = make_pretrain_step(self.ansatz, self.config.mcmc.steps, cfg.learning_rate, plan.batch("pretraining"), plan.batch("sampling"))

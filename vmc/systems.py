@@ -33,7 +33,7 @@ MIN_ATOM_DISTANCE = 0.05  # bohr; closer nuclei are a mistake in the input, not 
 MAX_TWISTS = 1000
 # Lattice vectors the search for a fire cutoff's images may try per simulation cell
 # (lattice.image_candidates; about a third of them are kept). 5 and 8 bohr (fire's defaults)
-# try 343 and 729 in the smallest catalog cell (h_bcc, 3 bohr); 10^4 allows a 25-bohr cutoff
+# try 343 and 729 in the smallest catalog cell (h_bcc, 3 bohr); 10^4 allows a 27-bohr cutoff
 # there. Each kept image multiplies fire's pair terms and neighbour-list candidates.
 MAX_IMAGE_CANDIDATES = 10_000
 

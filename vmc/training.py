@@ -174,24 +174,26 @@ class Trainer:
         budget = parallel.host_min(int(memory.SHARE * memory.device_memory()))
         log_psi = self.ansatz.log_psi
 
-        def phase(per_walker: Callable, batched: Callable, cap: int | None, room: int = budget) -> memory.PhaseMemory:
-            """per_walker(params, data, r) and batched(params, data, walkers): the phase's
-            program for one walker (estimated) and for a batch (measured if need be)."""
-            estimates = [memory.program_bytes(per_walker, params, d, x[0]) for d, x in zip(data, r)]
+        def estimate(one: Callable) -> list[int]:
+            """Upper bytes of one(params, data, r), one walker's program, for each system."""
+            return [memory.program_bytes(one, params, d, x[0]) for d, x in zip(data, r)]
+
+        def phase(estimates: list[int], batched: Callable, cap: int | None, room: int = budget) -> memory.PhaseMemory:
+            """batched(params, data, walkers): the phase's program for a batch, compiled and
+            measured only when the estimates do not fit."""
             return memory.choose_batch(n, estimates, lambda i, b: memory.measure(batched, params, data[i], r[i][:b]), room, cap)
 
         phases = {}
         forward = lambda p, d, x: log_psi(p, d, x)[1]  # noqa: E731
-        phases["sampling"] = phase(forward, lambda p, d, w: jax.vmap(lambda x: forward(p, d, x))(w), None)
+        phases["sampling"] = phase(estimate(forward), lambda p, d, w: jax.vmap(lambda x: forward(p, d, x))(w), None)
         if self.pretrain:
             fit = orbital_loss(self.ansatz)
-            phases["pretraining"] = phase(lambda p, d, x: jax.grad(fit)(p, d, x[None]), jax.grad(fit), memory.MAX_BATCH)
+            phases["pretraining"] = phase(estimate(lambda p, d, x: jax.grad(fit)(p, d, x[None])), jax.grad(fit), memory.MAX_BATCH)
         batch = self.config.local_energy_batch
         energies = make_batch_local_energy(log_psi, None, kinetic=self.ansatz.kinetic)
-        whole = lambda p, d, w: energies(p, jax.random.PRNGKey(0), d, w)  # noqa: E731
         estimates = [memory.estimate_per_walker(log_psi, params, d, x[0]) for d, x in zip(data, r)]
         if batch == "auto":
-            phases["local energy"] = memory.choose_batch(n, estimates, lambda i, b: memory.measure(whole, params, data[i], r[i][:b]), budget)
+            phases["local energy"] = phase(estimates, lambda p, d, w: energies(p, jax.random.PRNGKey(0), d, w), memory.MAX_BATCH)
         else:  # set in the config: kept, and reported with its estimate
             phases["local energy"] = memory.PhaseMemory(None if batch is None or batch >= n else batch, max(estimates), False, budget)
         fixed = 0
@@ -203,11 +205,11 @@ class Trainer:
                                  f"walkers and {n_params} parameters need {fixed / 2**30:.3g} GiB per device, more than the "
                                  f"{budget / 2**30:.3g} GiB allowed; use fewer walkers or more devices")
             one = lambda p, d, x: walker_gradients(log_psi, p, d)(x)  # noqa: E731
-            phases["jacobian"] = phase(one, lambda p, d, w: jax.vmap(walker_gradients(log_psi, p, d))(w),
+            phases["jacobian"] = phase(estimate(one), lambda p, d, w: jax.vmap(walker_gradients(log_psi, p, d))(w),
                                        self.config.optimization.spring.chunk, budget - fixed)
         elif self.train and self.config.optimization.optimizer == "adam":
             pair = lambda p, d, x: jax.jacrev(log_psi_pair(log_psi))(p, d, x.reshape(-1))  # noqa: E731
-            phases["gradient"] = phase(pair, lambda p, d, w: jax.vmap(lambda x: pair(p, d, x))(w), memory.MAX_BATCH)
+            phases["gradient"] = phase(estimate(pair), lambda p, d, w: jax.vmap(lambda x: pair(p, d, x))(w), memory.MAX_BATCH)
         return memory.MemoryPlan(n, budget, phases, fixed)
 
     def init_state(self, params, walkers: list, key: jax.Array) -> TrainState:

@@ -5,48 +5,28 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import h5py
 import pytest
 import yaml
 
+from conftest import hold_lock
+from test_faults import TINY as FAULTS_TINY
+
 from vmc import rundir
 from vmc.errors import InputError
 
 pytestmark = pytest.mark.faults
 
-TINY = {
-    "system": "H2", "seed": 3,
-    "baseline": {"basis": "sto-3g"},
-    "model": {"name": "slater_jastrow", "slater_jastrow": {"hidden": 8, "layers": 1}},
-    "mcmc": {"walkers": 32, "burn_in": 5, "steps": 3},
-    "pretraining": {"steps": 3},
-    "optimization": {"steps": 100000},  # still going when the second run is refused
-    "evaluation": {"steps": 5, "burn_in": 2},
-    "checkpoint": {"every": 1000, "keep": 3},
-}
-
-
-def _hold(path):
-    """Another process that claims `path` and sleeps; returns it once it holds the lock."""
-    code = textwrap.dedent(f"""
-        import time
-        from vmc.rundir import claim
-        d = claim({str(path)!r}, {{}}, lambda raw: raw)
-        print("locked", flush=True)
-        time.sleep(120)
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "locked"
-    return proc
+# still going when the second run is refused
+TINY = {**FAULTS_TINY, "optimization": {"steps": 100000}}
 
 
 @pytest.mark.parametrize("recreate", [False, True], ids=["deleted", "deleted_and_recreated"])
 def test_deleted_lock_file_keeps_a_second_writer_out(tmp_path, recreate):
     out = tmp_path / "run"
-    holder = _hold(out)
+    holder = hold_lock(out)
     try:
         (out / rundir.LOCK_NAME).unlink()
         if recreate:
