@@ -44,3 +44,21 @@ def test_deferred_signal_is_pending_and_a_second_raises():
         assert signals.pending() == signal.SIGTERM
         with pytest.raises(Interrupted):
             os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_stop_passing_through_a_library_logs_no_traceback(caplog):
+    """folx logs every exception that leaves its tracer, traceback included, through the
+    root logger: a stop must reach the CLI as its one line only."""
+    import logging
+
+    with signals.handled():
+        try:
+            try:
+                raise Interrupted(signal.SIGTERM, "stopped by SIGTERM")
+            except BaseException as e:
+                logging.error("Exception occurred", exc_info=(type(e), e, e.__traceback__))
+                raise
+        except Interrupted:
+            pass
+        logging.error("an ordinary error", exc_info=(ValueError, ValueError("x"), None))
+    assert [r.getMessage() for r in caplog.records] == ["an ordinary error"]

@@ -163,6 +163,7 @@ ENERGIES_DAMAGE = {
     "soft_link": (lambda f: f["systems/H2"].__setitem__("train_again", h5py.SoftLink("/systems/H2/train")),
                   "/systems/H2/train_again"),
     "python_tag": (_bad_config, "config"),
+    "zero_cells": (lambda f: f["systems/H2"].attrs.__setitem__("n_cells", 0), "n_cells"),
 }
 
 
@@ -265,3 +266,26 @@ def test_resume_without_a_usable_checkpoint_is_one_line(tiny_run, tmp_path, caps
     assert len(errors) == 1 and "no usable checkpoint" in errors[0] and str(run / "checkpoints") in errors[0], err
     with h5py.File(run / "energies.h5", "r") as f:
         assert len(f["systems/H2/train"]) == rows
+
+
+def test_config_edited_by_hand_is_not_resumed_under_its_checkpoints(tiny_run, tmp_path, capsys):
+    """config.yaml's seed changed by hand: the resume used the seed-3 checkpoints and then
+    recorded seed 1 as the run's config. Now one line names the key; nothing is written."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("seed: 3", "seed: 1"))
+    before = (run / "energies.h5").read_bytes()
+    assert main(["run", str(run)]) == 2
+    _one_line(capsys, "config.yaml: differs in seed from the config its checkpoint", "--from")
+    assert (run / "energies.h5").read_bytes() == before
+
+
+def test_bool_parameters_are_not_parameters(tmp_path, capsys):
+    """A checkpoint whose parameters are booleans (or integers) was read as all ones."""
+    path = tmp_path / "ckpt_00000000.h5"
+    _save(path)
+    with h5py.File(path, "a") as f:
+        for name in f["params"]:
+            _replace(f, f"params/{name}", data=np.ones(f["params"][name].shape, bool))
+    with pytest.raises(InputError, match="has type bool"):
+        checkpoint.load_params(path, _params())

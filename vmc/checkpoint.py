@@ -92,8 +92,10 @@ def _group(f: h5py.File, name: str, source: Source) -> h5py.Group:
 def _open(path: Path):
     """A checkpoint opened for reading after `check_file`; read errors become InputErrors."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(f"checkpoint not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{path}: not a checkpoint (not a regular file)")
     try:
         with h5py.File(path, "r") as f:
             check_file(f, _source(path))
@@ -148,7 +150,8 @@ def _restore_tree(group: h5py.Group, template, what: str, source: Source, finite
     for p, leaf in want:
         name = f"{paths.index(jax.tree_util.keystr(p)):05d}"
         value, dtype = read(group, name, source, finite=finite), np.asarray(leaf).dtype
-        if not np.can_cast(value.dtype, dtype, "same_kind"):  # e.g. complex into float: values would be lost
+        # another kind (complex, int, bool into float) is not these parameters; float64 into float32 is
+        if value.dtype.kind != np.dtype(dtype).kind:
             raise source.error(f"{group.name}/{name} ({jax.tree_util.keystr(p)}) has type {value.dtype}, not {dtype}")
         ordered.append(value.astype(dtype))
     return jax.tree_util.tree_unflatten(structure, ordered)

@@ -18,16 +18,15 @@ own they win and the source is not read again (docs/robustness.md, "Fine-tuning"
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tqdm import tqdm
 
 from vmc import checkpoint, rundir
 from vmc.config import Config, make_config
 from vmc.errors import InputError, os_reason
+from vmc.progress import log
 
 # The settings that change the shapes or names of an ansatz's parameters. Read off
 # vmc/ansatz/*.py and vmc/descriptors.py; tests/test_finetune.py changes every setting of the
@@ -55,11 +54,6 @@ SHAPING = {
 def shaping_keys(model_name: str) -> tuple[str, ...]:
     """The dotted config keys that shape the parameters of the ansatz `model_name`."""
     return SHAPING[model_name]
-
-
-def log(message: str) -> None:
-    """One line on stderr, above any progress bar (as vmc.runner.log)."""
-    tqdm.write(message, file=sys.stderr)
 
 
 def file_sha256(path: Path) -> str:

@@ -32,6 +32,12 @@ TIMED = 2
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
+def log(message: str) -> None:
+    """One line on stderr, above any progress bar, written in one call: a signal landing
+    between a line and its newline would glue the next line (the one-line error) to it."""
+    tqdm.write(message + "\n", file=sys.stderr, end="")
+
+
 def format_duration(seconds: float) -> str:
     """3725.2 -> '1:02:05'."""
     return str(datetime.timedelta(seconds=round(seconds)))
@@ -57,7 +63,7 @@ class Progress:
         self.window = window
         self.recent: dict[str | None, list[float]] = {}
         self.desc, self.total, self.done, self.clock = desc, total, initial, clock
-        self.say = say if say is not None else (lambda line: tqdm.write(line, file=sys.stderr)) if enabled else (lambda line: None)
+        self.say = say if say is not None else log if enabled else (lambda line: None)
         self.started = clock()
         self.first = None  # when this process's first step ended
         self.timed = 0  # steps since the first

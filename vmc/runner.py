@@ -11,14 +11,13 @@ resumed runs and fine-tuning from another run's parameters.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
+import yaml
 
 from vmc import checkpoint, parallel, rundir, signals
 from vmc.ansatz import make_ansatz
@@ -30,18 +29,13 @@ from vmc.finetune import starting_point
 from vmc.mcmc import init_walkers
 from vmc.outputs import EnergyFile, read_recompiles, read_train_rows
 from vmc.pretrain import make_pretrain_step
-from vmc.progress import Progress, format_energy
+from vmc.progress import Progress, format_energy, log
 from vmc.rejection import StepGuard
 from vmc.scheduling import Scheduler, system_weights
 from vmc.stats import hartree_fock_warning
 from vmc.system_data import make_system_data
 from vmc.systems import resolve_config
 from vmc.training import DeviceData, Trainer, TrainState, step_key
-
-
-def log(message: str) -> None:
-    """One line on stderr, above any progress bar."""
-    tqdm.write(message, file=sys.stderr)
 
 
 def _resolved_mapping(raw: dict) -> dict:
@@ -82,6 +76,8 @@ class Run:
         self.directory = None
         if self.writer:
             self.directory = rundir.claim(self.run_dir, self.config.model_dump(mode="json"), _resolved_mapping)
+        if not evaluate_only:
+            self._check_checkpoints_config()
 
         # the input is good: say what this run computes on before the work starts
         log(f"{parallel.describe_devices()}; {self.n_per_device} walkers per device")
@@ -352,9 +348,27 @@ class Run:
                 self.burn_in(self.config.mcmc.burn_in)
             return True
         if skipped:
-            raise InputError(f"{self.ckpt_dir}: no usable checkpoint (all {len(skipped)} skipped, see the warnings above); "
-                             "move them away to start this run again from the beginning")
+            raise InputError(f"{self.ckpt_dir}: no usable checkpoint (all {len(skipped)} skipped, see the warnings above); nothing "
+                             "was changed. Only if they are beyond repair, move them away to start this run again from the "
+                             "beginning (their training is then lost)")
         return False
+
+    def _check_checkpoints_config(self) -> None:
+        """Refuses, before anything is written, to resume from checkpoints written under
+        another config than this run's in a key that shapes the trajectory: a config.yaml
+        edited by hand would otherwise be recorded as the config of a run it never made. The
+        newest checkpoint whose config reads is compared; damaged ones are left to `restore`."""
+        for path in checkpoint.list_checkpoints(self.ckpt_dir):
+            try:
+                written = _resolved_mapping(yaml.safe_load(checkpoint.read_config_text(path)))
+            except InputError:
+                continue
+            differ = rundir.differing_keys(written, self.config.model_dump(mode="json"))
+            if differ:
+                raise InputError(f"{self.run_dir / 'config.yaml'}: differs in {', '.join(differ[:6])} from the config its "
+                                 f"checkpoint {path} was written with; put config.yaml back as it was, or start a new run "
+                                 f"from that checkpoint's parameters with --from {path} --out NEW")
+            return
 
     # ------------------------------------------------------------------ the whole run
 

@@ -81,6 +81,15 @@ class RunRecord:
         return f"in progress or stopped: {self.steps_done}{target} optimization steps, not evaluated yet"
 
 
+def _cells(x) -> int:
+    """A system's n_cells attribute: a whole number of primitive cells, at least 1 (energies
+    are divided by it)."""
+    n = float(x)
+    if not (n >= 1 and n == int(n)):
+        raise ValueError(f"n_cells is {x!r}, not a whole number of cells")
+    return int(n)
+
+
 def _text(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
@@ -94,7 +103,7 @@ def _system(sid: str, g) -> SystemRecord:
                                                          "energy_per_cell_error", "autocorrelation_time") if k in eval_attrs}
     return SystemRecord(
         id=sid, name=_text(a.get("name", sid)), geometry=_text(a.get("geometry", sid)),
-        periodic="primitive_lattice" in a, n_cells=int(a.get("n_cells", 1)), n_atoms=len(a["symbols"]),
+        periodic="primitive_lattice" in a, n_cells=_cells(a.get("n_cells", 1)), n_atoms=len(a["symbols"]),
         n_electrons=int(a["n_electrons"]), hf_energy=float(a.get("hf_energy", np.nan)),
         lattice_constant=float(a["lattice_constant"]) if "lattice_constant" in a else None,
         twist=np.asarray(a["twist"], dtype=float) if "twist" in a else None, weight=float(a.get("weight", 1.0)),

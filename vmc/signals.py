@@ -15,6 +15,7 @@ next step (docs/robustness.md).
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 
@@ -26,6 +27,13 @@ _state = {"deferring": False, "pending": None}
 
 def name(signum: int) -> str:
     return signal.Signals(signum).name
+
+
+def _not_a_stop(record: logging.LogRecord) -> bool:
+    """Drops log records of an Interrupted passing through a library: folx logs every
+    exception leaving its tracer, with a traceback, before it reaches the CLI's one line."""
+    info = record.exc_info
+    return not (info and isinstance(info[1], Interrupted))
 
 
 def _handler(signum, frame):
@@ -46,11 +54,14 @@ def handled():
         return
     previous = {s: signal.signal(s, _handler) for s in SIGNALS}
     _state["pending"] = None
+    root = logging.getLogger()  # a logger's filters apply whatever handlers a library installs
+    root.addFilter(_not_a_stop)
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        root.removeFilter(_not_a_stop)
         _state["pending"] = None
 
 
