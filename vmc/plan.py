@@ -17,9 +17,7 @@ memory plan is always the full run's.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
 import resource
 import sys
 import tempfile
@@ -107,8 +105,7 @@ def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dic
             run.burn_in(probe.mcmc.burn_in)
             if run.trainer.optimizer is not None and probe.optimization.steps:
                 run.optimize()
-            with contextlib.redirect_stdout(io.StringIO()):  # a few steps' energies are no result
-                run.evaluate()
+            run.evaluate(report=False)  # a few steps' energies are no result
             memory_line = run.trainer.memory.describe()
         finally:
             run.close()
@@ -122,7 +119,7 @@ def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dic
     estimate = {"Hartree–Fock": hf_seconds}
     _say(memory_line)
     _say(f"peak memory while timing {k} walkers per device: {peak_memory()}")
-    _say(f"{'phase':<14}{'steps':>9}{'first step':>13}{'per step':>11}{'estimate':>12}")
+    _say(f"{'phase':<14}{'steps':>9}  {'first step':>11}  {'per step':>10}  {'estimate':>20}")
     for phase, count in counts.items():
         first, per = run.timings.get(phase, (None, None))
         if count == 0 or per is None:
@@ -130,7 +127,7 @@ def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dic
         # the first step is compilation and one step; the run's steps take `scale` times longer
         per, first = per * scale, first + per * (scale - 1)
         estimate[phase] = first + per * (count - 1)
-        _say(f"{phase:<14}{count:>9}{first:>12.1f}s{per:>10.3g}s{format_duration(estimate[phase]):>12}")
+        _say(f"{phase:<14}{count:>9}  {first:>10.1f}s  {per:>9.3g}s  {format_duration(estimate[phase]):>20}")
     estimate["total"] = sum(estimate.values())
     _say(f"estimated wall time: {format_duration(estimate['total'])} (Hartree–Fock {format_duration(hf_seconds)}, "
          f"cached for the run; systems of other shapes than {systems[i].id} compile again)")

@@ -223,7 +223,9 @@ class Run:
                     self.save("optimize" if new.step < cfg.steps else "evaluate")
         self.timings["optimization"] = progress.timing()
 
-    def evaluate(self) -> dict[str, tuple[float, float]]:
+    def evaluate(self, report: bool = True) -> dict[str, tuple[float, float]]:
+        """Evaluates every system and writes the energies; report: print them (and the
+        Hartree–Fock warnings) and write the geometries' twist averages."""
         cfg = self.config.evaluation
         if cfg.steps == 0:
             return {}
@@ -258,7 +260,7 @@ class Run:
                 raise Diverged(f"evaluation of {system.id}: the sampler accepted no move in {cfg.steps} steps "
                                f"(proposal width {st.widths[i]!r} bohr), so its energy is not an estimate; nothing was written")
             results[system.id] = self.energies.write_eval(system, energies) if self.writer else None
-        if self.writer:
+        if self.writer and report:
             self._report(results)
         return results
 
