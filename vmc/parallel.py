@@ -68,7 +68,10 @@ def host_min(x: int) -> int:
         return x
     from jax.experimental import multihost_utils
 
-    return int(np.min(multihost_utils.process_allgather(np.array(x, np.int64))))
+    # 64-bit whatever the run's precision: a device's bytes overflow int32 (a budget of 11.8
+    # GiB came back negative, and the memory plan then refused every run of two processes)
+    with jax.enable_x64(True):
+        return int(np.min(multihost_utils.process_allgather(np.array(x, np.int64))))
 
 
 def device_count() -> int:
