@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +29,9 @@ import numpy as np
 from vmc import parallel, signals
 from vmc.baseline import hartree_fock
 from vmc.config import Config
+from vmc.finetune import prepare
 from vmc.progress import format_duration
+from vmc.runner import Run
 from vmc.systems import resolve_config
 
 TIMED_STEPS = 2  # steps timed after the first (compiling) one, per phase
@@ -61,15 +62,12 @@ def plan(config: Config, params_from: str | Path | None = None, explicit: frozen
     `vmc run --from`; `explicit`: the keys set on the command line), its steps timed on
     `timing_walkers` walkers per device (None: all of them on an accelerator,
     CPU_TIMING_WALKERS on a CPU); returns the estimated seconds per phase and 'total'."""
-    from vmc.finetune import prepare
-    from vmc.runner import Run
-
     with tempfile.TemporaryDirectory(prefix="vmc-plan-") as tmp:
         # a fine-tune's network settings (basis, sizes) come from its checkpoint, as in `vmc run`
-        return _plan(prepare(config, Path(tmp) / "run", params_from, set(explicit)), Path(tmp) / "run", Run, timing_walkers)
+        return _plan(prepare(config, Path(tmp) / "run", params_from, set(explicit)), Path(tmp) / "run", timing_walkers)
 
 
-def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dict[str, float]:
+def _plan(config: Config, run_dir: Path, timing_walkers: int | None) -> dict[str, float]:
     config, systems = resolve_config(config)
     _say(f"{parallel.describe_devices()}; {config.mcmc.walkers // jax.device_count()} walkers per device")
     _say(f"{len(systems)} system{'s' if len(systems) > 1 else ''}: " + ", ".join(f"{s.id} ({s.n_electrons} e)" for s in systems))
@@ -131,5 +129,4 @@ def _plan(config: Config, run_dir: Path, Run, timing_walkers: int | None) -> dic
     estimate["total"] = sum(estimate.values())
     _say(f"estimated wall time: {format_duration(estimate['total'])} (Hartree–Fock {format_duration(hf_seconds)}, "
          f"cached for the run; systems of other shapes than {systems[i].id} compile again)")
-    sys.stdout.flush()
     return estimate
