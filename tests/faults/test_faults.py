@@ -86,7 +86,10 @@ def test_two_runs_on_one_directory(tmp_path):
 def test_sigterm_and_sigint_checkpoint_and_resume_exactly(tmp_path):
     """SIGTERM, resume, SIGINT, resume: a checkpoint at the step each signal arrived, one line
     each, exit 143 and 130, and the same trajectory as an uninterrupted run."""
-    cfg = _config(tmp_path)
+    # Slower steps (more Metropolis steps each) and more of them than TINY: the signal must land
+    # inside the optimization loop however fast the machine is; with 30 steps of TINY a fast
+    # one reached evaluation between the poll that saw 15 rows and the signal.
+    cfg = _config(tmp_path, {**TINY, "mcmc": {**TINY["mcmc"], "steps": 30}, "optimization": {"steps": 60}})
     full = tmp_path / "full"
     proc = _vmc("run", cfg, "--out", str(full))
     _, err = proc.communicate(timeout=900)
@@ -107,7 +110,7 @@ def test_sigterm_and_sigint_checkpoint_and_resume_exactly(tmp_path):
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     a, b = _train(full), _train(out)
-    assert list(b["step"]) == list(range(30))
+    assert list(b["step"]) == list(range(60))
     np.testing.assert_allclose(b["energy"], a["energy"], rtol=1e-5)
 
 
