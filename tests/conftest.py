@@ -21,6 +21,22 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from vmc.kfac_tags import unavailable_reason  # noqa: E402
+
+# KFAC is an optional extra (kfac-jax pins jax < 0.9): its tests carry the `kfac` mark, and
+# .ci/run runs them (-m kfac) in a second environment that has the extra.
+KFAC_MISSING = unavailable_reason()
+
+
+def pytest_collection_modifyitems(config, items):
+    if KFAC_MISSING is None:
+        return
+    skip = pytest.mark.skip(reason=f"{KFAC_MISSING}; .ci/run runs the KFAC tests with the kfac extra installed")
+    for item in items:
+        if item.get_closest_marker("kfac") is not None:
+            item.add_marker(skip)
+
+
 # Small networks: the tests check properties of the functions, not their accuracy.
 TINY_NETWORKS = {
     "model.slater_jastrow.hidden": 8,

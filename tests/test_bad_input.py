@@ -13,6 +13,7 @@ import yaml
 from vmc import checkpoint
 from vmc.cli import main
 from vmc.config import dump_config, make_config
+from vmc.kfac_tags import unavailable_reason
 from vmc.systems import resolve_config
 
 H2 = "configs/h2.yaml"
@@ -181,3 +182,31 @@ def test_overrides_compose_in_any_order():
         assert resolved["system"]["supercell"] == [2, 2, 2] and resolved["system"]["name"] == "h_bcc", order
     cfg = build_config(H2, {"system.charge": 1, "system": "H2", "system.spin": 1})
     assert resolve_config(cfg)[1][0].n_electrons == 1
+
+
+@pytest.mark.skipif(unavailable_reason() is None, reason="kfac-jax runs here, so KFAC is allowed")
+def test_kfac_without_the_extra_is_one_line(tmp_path, capsys):
+    """`optimization.optimizer: kfac` without the kfac extra (kfac-jax) is refused before
+    anything is written, naming the extra."""
+    out = tmp_path / "run"
+    code = main(RUN + ["--set", "optimization.optimizer=kfac", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("vmc: error: config key 'optimization.optimizer': kfac needs the kfac extra") and 'pip install "vmc[kfac]"' in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_kfac_jax_on_a_jax_it_does_not_run_on_is_named(monkeypatch):
+    """kfac-jax 0.0.8 installed beside jax 0.9 or newer is found out before a trace fails."""
+    import importlib.metadata
+    import importlib.util
+
+    from vmc import kfac_tags
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.0.8")
+    for jax_version, reason in [("0.10.2", "kfac-jax 0.0.8 does not run on jax 0.10.2 (it needs jax < 0.9)"),
+                                ("0.9.0.1", "kfac-jax 0.0.8 does not run on jax 0.9.0.1 (it needs jax < 0.9)"),
+                                ("0.8.3", None)]:
+        monkeypatch.setattr(kfac_tags.jax, "__version__", jax_version)
+        assert kfac_tags.unavailable_reason() == reason

@@ -8,7 +8,6 @@ test_wavefunction.py.
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import kfac_jax
 import numpy as np
 import pytest
 
@@ -156,6 +155,7 @@ def test_same_parameters_on_systems_of_different_size(wavefunction, supercells):
         assert np.isfinite(_phase_and_logabs(ansatz_c, params, data_c, r_c[0])[1]), supercell
 
 
+@pytest.mark.kfac
 @pytest.mark.parametrize("orbital_mlp", ["joint", "factored"])
 def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     """Every weight matrix of `fire` applied per electron, per pair or per (electron, atom,
@@ -174,12 +174,14 @@ def test_kfac_registers_dense_layers(wavefunction, orbital_mlp):
     per_walker = {name: block for name, block in weights.items() if "descriptor_maps" not in name}
     per_system = {name: block for name, block in weights.items() if "descriptor_maps" in name}
     assert len(per_walker) >= 10 and len(per_system) >= 4
+    import kfac_jax
+
     dense_blocks = (kfac_jax.DenseTwoKroneckerFactored, kfac_jax.RepeatedDenseKroneckerFactored)
     assert not {name for name, block in per_walker.items() if not issubclass(block, dense_blocks)}
     assert all(issubclass(block, kfac_jax.NaiveDiagonal) for block in per_system.values()), per_system
 
 
-@pytest.mark.parametrize("name", ["kfac", "spring"])
+@pytest.mark.parametrize("name", [pytest.param("kfac", marks=pytest.mark.kfac), "spring"])
 def test_optimizer_shares_one_state_across_system_sizes(wavefunction, name):
     """Shared training steps ONE optimizer state over chains of 2 and 6 electrons in turn
     (their system data differ in static structure: kfac-jax needs an optimizer per structure

@@ -81,6 +81,7 @@ H2_FLOAT64_KFAC = [
 ]
 
 
+@pytest.mark.kfac
 def test_float64_kfac_energies_are_unchanged(tmp_path):
     """KFAC in float64 (every parameter float64: haiku's float32 default once broke kfac-jax's
     momentum sum), and the same energies, step for step, as the recorded run."""
@@ -143,7 +144,7 @@ def test_one_and_two_devices_agree(tmp_path):
     assert abs(e1 - e2) < 3 * np.hypot(s1, s2), results
 
 
-@pytest.mark.parametrize("optimizer", ["kfac", "spring"])
+@pytest.mark.parametrize("optimizer", [pytest.param("kfac", marks=pytest.mark.kfac), "spring"])
 def test_kill_and_resume_equals_uninterrupted(tmp_path, optimizer):
     """SIGKILL mid-way, resume: the same energies as an uninterrupted run, each step once."""
     cfg = dict(TINY, optimization={"steps": 16, "optimizer": optimizer}, checkpoint={"every": 4, "keep": 3}, evaluation={"steps": 10, "burn_in": 2})

@@ -17,9 +17,9 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import kfac_jax
 
 from vmc import parallel
+from vmc.kfac_tags import tag_predictive_distribution
 from vmc.hamiltonian import log_psi_pair
 from vmc.memory import map_walkers
 
@@ -85,7 +85,7 @@ def make_energy_loss(log_psi: Callable, batch_local_energy: Callable, clip_width
         energy, stats = loss(params, key, batch)
         d_re, d_im = energy_cotangents(stats.local_energy, clip_width)
         out, out_tangent = jax.jvp(lambda p: batch_pair(p, data, walkers), (params,), (tangents[0],))
-        kfac_jax.register_normal_predictive_distribution(out)  # (B, 2): [log|psi|, phase]
+        tag_predictive_distribution(out)  # (B, 2): [log|psi|, phase]
         grad = jnp.mean(out_tangent[:, 0] * d_re + out_tangent[:, 1] * d_im)
         zeros = jax.tree.map(jnp.zeros_like, stats)
         return (energy, stats), (grad, zeros)

@@ -26,6 +26,7 @@ from vmc.config import Config, dump_config, make_config
 from vmc.errors import Diverged, InputError, Interrupted, OutputError, os_reason
 from vmc.evaluation import make_eval_step
 from vmc.finetune import starting_point
+from vmc.kfac_tags import require as require_kfac
 from vmc.mcmc import init_walkers
 from vmc.outputs import EnergyFile, read_recompiles, read_train_rows
 from vmc.pretrain import make_pretrain_step
@@ -65,6 +66,8 @@ class Run:
         # with its hash in config.yaml; None when the run's own checkpoints supersede it
         self.config, self.params_from = starting_point(self.config, Path(run_dir), params_from, evaluate_only)
         self.evaluate_only = evaluate_only
+        if not evaluate_only and self.config.optimization.optimizer == "kfac":
+            require_kfac()
         self.n_per_device = parallel.check_walkers(config.mcmc.walkers)
         parallel.check_walker_memory(self.n_per_device, [s.n_electrons for s in self.systems], jnp.zeros(()).dtype.itemsize)
         self.elements = self.config.model.elements

@@ -32,6 +32,12 @@ TINY = {
     "checkpoint": {"every": 1000, "keep": 3},
 }
 
+# For tests that act on a run while it optimizes: slower steps and more of them than TINY, so
+# that the run is still in its optimization loop however fast the machine is. TINY's steps
+# take 8 ms: a fast machine finished its 30 between a poll that saw 15 rows and the signal.
+# These take ~0.1 s, and 185 remain after the last signal: seconds against a 0.2 s poll.
+SLOW = {**TINY, "mcmc": {**TINY["mcmc"], "walkers": 256, "steps": 20}, "optimization": {"steps": 200}}
+
 
 def _config(tmp_path, cfg=TINY, name="tiny.yaml") -> str:
     path = tmp_path / name
@@ -70,26 +76,23 @@ def _errors(stderr: str) -> list[str]:
 
 def test_two_runs_on_one_directory(tmp_path):
     """The second writer is refused with the first one's PID; the first is unharmed."""
-    cfg = _config(tmp_path)
+    cfg = _config(tmp_path, SLOW)
     out = tmp_path / "run"
-    first = _vmc("run", cfg, "--set", "optimization.steps=8", "--out", str(out))
+    first = _vmc("run", cfg, "--out", str(out))
     _wait_for_steps(out, 1, first)
-    second = _vmc("run", cfg, "--set", "optimization.steps=8", "--out", str(out))
+    second = _vmc("run", cfg, "--out", str(out))
     _, err = second.communicate(timeout=300)
     assert second.returncode == 2 and _errors(err) == [
         f"vmc: error: run directory {out}: in use by another vmc process (PID {first.pid}); wait for it to finish or choose another --out"]
     _, err = first.communicate(timeout=600)
     assert first.returncode == 0, err
-    assert list(_train(out)["step"]) == list(range(8))
+    assert list(_train(out)["step"]) == list(range(200))
 
 
 def test_sigterm_and_sigint_checkpoint_and_resume_exactly(tmp_path):
     """SIGTERM, resume, SIGINT, resume: a checkpoint at the step each signal arrived, one line
     each, exit 143 and 130, and the same trajectory as an uninterrupted run."""
-    # Slower steps (more Metropolis steps each) and more of them than TINY: the signal must land
-    # inside the optimization loop however fast the machine is; with 30 steps of TINY a fast
-    # one reached evaluation between the poll that saw 15 rows and the signal.
-    cfg = _config(tmp_path, {**TINY, "mcmc": {**TINY["mcmc"], "steps": 30}, "optimization": {"steps": 60}})
+    cfg = _config(tmp_path, SLOW)
     full = tmp_path / "full"
     proc = _vmc("run", cfg, "--out", str(full))
     _, err = proc.communicate(timeout=900)
@@ -110,7 +113,7 @@ def test_sigterm_and_sigint_checkpoint_and_resume_exactly(tmp_path):
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
     a, b = _train(full), _train(out)
-    assert list(b["step"]) == list(range(60))
+    assert list(b["step"]) == list(range(200))
     np.testing.assert_allclose(b["energy"], a["energy"], rtol=1e-5)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import kfac_jax
+
+from vmc.kfac_tags import tag_walker_independent
 
 
 def dense(x: jax.Array, size: int, name: str, with_bias: bool = True, w_init=None) -> jax.Array:
@@ -50,4 +51,4 @@ def walker_independent():
     kfac-jax would take such a layer's leading axis for the walker batch; a generic tag on its
     parameters gives them a diagonal curvature block instead of a dense Kronecker one.
     """
-    return hk.custom_getter(lambda next_getter, value, context: kfac_jax.register_generic(next_getter(value)))
+    return hk.custom_getter(lambda next_getter, value, context: tag_walker_independent(next_getter(value)))

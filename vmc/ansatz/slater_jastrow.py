@@ -65,13 +65,20 @@ def make(config: ModelConfig, elements: list[str]) -> Ansatz:
 
     def orbital_blocks(data, r, h):
         up, down = eval_hf_orbitals(data.hf, r)
-        up, down = up[: data.n_up], down[data.n_up :]
-        if not sj.orbital_correction:
-            return [jnp.broadcast_to(up, (n_det, *up.shape)), jnp.broadcast_to(down, (n_det, *down.shape))]
-        return [
-            up[None] * (1 + correction(h[: data.n_up], data.n_up, "orbital_correction_up")),
-            down[None] * (1 + correction(h[data.n_up :], data.n_down, "orbital_correction_down")),
-        ]
+        spins = [(up[: data.n_up], h[: data.n_up], "up"), (down[data.n_up :], h[data.n_up :], "down")]
+        blocks = []
+        for orbitals, h_s, spin in spins:
+            n_s = orbitals.shape[0]
+            if n_s == 0:
+                # no electron of this spin: the empty block (det 1) is a constant, because
+                # folx's sparse derivative rules fail on zero-size arrays that depend on the
+                # input (folx 0.2.30 on jax 0.10)
+                blocks.append(jnp.zeros((n_det, 0, 0), orbitals.dtype))
+            elif not sj.orbital_correction:
+                blocks.append(jnp.broadcast_to(orbitals, (n_det, *orbitals.shape)))
+            else:
+                blocks.append(orbitals[None] * (1 + correction(h_s, n_s, f"orbital_correction_{spin}")))
+        return blocks
 
     def forward():
         embed = Embedding(sj.hidden, sj.layers, n_elements)
