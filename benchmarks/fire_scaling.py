@@ -12,7 +12,8 @@ closes as the k-mesh grows, and at 64 cells its SCF oscillates and does not conv
 dimerized chain has a gap and converges at every size. The network's cost depends on the
 atom density, the same for both.
 
-Prints a Markdown table of the median time of one optimization step (MCMC + KFAC) and of one
+Prints a Markdown table of the median time of one optimization step (MCMC + the configured
+optimizer, SPRING by default) and of one
 local-energy evaluation of all walkers, the exponent p of a least-squares fit
 t ~ n_electrons^p of the sparse step from 32 electrons up, and the dense / sparse ratio. All
 sizes, cutoffs and implementations run in one process, side by side. The dense network at

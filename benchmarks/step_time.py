@@ -1,4 +1,4 @@
-"""Time of one optimization step (MCMC sampling + KFAC update) for a config and overrides.
+"""Time of one optimization step (MCMC sampling + optimizer update) for a config and overrides.
 
     python benchmarks/step_time.py configs/lih_2x2x2.yaml --steps 3 --set mcmc.walkers=16 ...
 
@@ -57,7 +57,8 @@ def main() -> None:
     cfg = build_config(args.config, dict(parse_override(o) for o in args.overrides))
     t = time_steps(cfg, args.steps)
     print(f"{machine()} | {t['system']}: {t['n_electrons']} electrons, "
-          f"{cfg.mcmc.walkers} walkers, {cfg.mcmc.steps} MCMC steps/step, model {cfg.model.name}, basis {cfg.baseline.basis}")
+          f"{cfg.mcmc.walkers} walkers, {cfg.mcmc.steps} MCMC steps/step, model {cfg.model.name}, basis {cfg.baseline.basis}, "
+          f"{cfg.optimization.optimizer}, jax {jax.__version__}")
     print(f"optimization step: {t['step']:.3f} s (median of {args.steps}; first incl. compile {t['first_step']:.1f} s); "
           f"local energies of all walkers: {t['local_energy']:.3f} s")
 

@@ -30,7 +30,10 @@ def log_sum_dets(signs: jax.Array, logdets: jax.Array) -> tuple[jax.Array, jax.A
     # log|psi| = -inf as for K = 1, which MCMC leaves at its next move; -inf - -inf would be NaN
     shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
     total = jnp.sum(signs * jnp.exp(logdets - shift))
-    return phase_of(total), shift + jnp.log(jnp.abs(total))
+    # |total| from its real and imaginary parts: folx's rule for abs of a complex number casts
+    # complex to real, which JAX 0.10 deprecates (an error in a coming release)
+    magnitude = jnp.hypot(jnp.real(total), jnp.imag(total)) if jnp.iscomplexobj(total) else jnp.abs(total)
+    return phase_of(total), shift + jnp.log(magnitude)
 
 
 def spin_blocked_log_psi(up: jax.Array, down: jax.Array) -> tuple[jax.Array, jax.Array]:
