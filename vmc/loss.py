@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 
 from vmc import parallel
-from vmc.kfac_tags import tag_predictive_distribution
 from vmc.hamiltonian import log_psi_pair
+from vmc.kfac_tags import tag_predictive_distribution
 from vmc.memory import map_walkers
 
 

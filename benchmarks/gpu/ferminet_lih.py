@@ -73,13 +73,15 @@ import kfac_jax
 import ml_collections
 import numpy as np
 import optax
-from ferminet import base_config
-from ferminet import constants
-from ferminet import curvature_tags_and_blocks
+from ferminet import (
+    base_config,
+    constants,
+    curvature_tags_and_blocks,
+    mcmc,
+    networks,
+    train,
+)
 from ferminet import loss as qmc_loss_functions
-from ferminet import mcmc
-from ferminet import networks
-from ferminet import train
 from ferminet.pbc import envelopes as pbc_envelopes
 from ferminet.pbc import feature_layer as pbc_feature_layer
 from ferminet.pbc import hamiltonian as pbc_hamiltonian
