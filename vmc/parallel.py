@@ -10,6 +10,7 @@ Only process 0 writes files (`is_writer`); `barrier` lets the others wait for it
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -40,13 +41,43 @@ def initialize(distributed: bool) -> None:
 
 def pmap(fn, in_axes=0, donate_argnums=()):
     """fn over the local devices, one slice of each mapped argument per device; collectives
-    over AXIS reach every device of every host."""
-    return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate_argnums)
+    over AXIS reach every device of every host. Python numbers among the arguments (e.g. a
+    proposal width) are passed as arrays: jax 0.9's pmap across processes reads a `dtype`
+    from every argument."""
+    mapped = jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, donate_argnums=donate_argnums)
+
+    @functools.wraps(fn)
+    def call(*args):
+        return mapped(*(np.asarray(a) if isinstance(a, (int, float)) else a for a in args))
+
+    return call
 
 
 def host_value(x) -> float:
     """A replicated scalar (the same on every device, e.g. a pmean) as a Python float."""
-    return float(np.asarray(x)[0])
+    return float(device0(x))
+
+
+def device0(x) -> np.ndarray:
+    """Device 0's slice of a pmapped step's output (leading device axis), as a host array."""
+    return np.asarray(_first(x))
+
+
+def _first(x):
+    """Device 0's slice of an array with a leading device axis. Read from this process's
+    own shard: depending on the JAX version, a pmapped step's outputs in a multi-process run
+    are global arrays, which neither indexing nor np.asarray may gather."""
+    if isinstance(x, jax.Array):
+        return x.addressable_data(0)[0]
+    return x[0]
+
+
+def _local(x) -> np.ndarray:
+    """This process's slices of an array with a leading device axis, as one host array."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+        return np.concatenate([np.asarray(s.data) for s in shards])
+    return np.asarray(x)
 
 
 def is_writer() -> bool:
@@ -118,19 +149,27 @@ def check_walker_memory(n_per_device: int, n_electrons: list[int], itemsize: int
 
 
 def all_finite(tree) -> bool:
-    """True if every floating-point leaf of a pytree of device arrays is finite."""
-    return bool(_all_finite(tree))
+    """True if every floating-point leaf of a replicated pytree (leading device axis, e.g. the
+    parameters) is finite. Checked by a pmapped function: a plain jit over arrays that span
+    several processes needs every process's devices (jax 0.9)."""
+    return host_value(_all_finite(tree)) > 0
 
 
-@jax.jit
-def _all_finite(tree):
+def _finite(tree):
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+_all_finite = pmap(_finite)
+
+
 def copy(tree):
-    """A copy on the same devices (for steps that donate their inputs)."""
-    return jax.tree.map(lambda x: x.copy(), tree)
+    """A copy on the same devices (for steps that donate their inputs), by a pmapped copy:
+    each process copies its own shards, also of the global arrays of a multi-process run."""
+    return _copy(tree) if jax.tree.leaves(tree) else tree
+
+
+_copy = pmap(lambda tree: jax.tree.map(jnp.copy, tree))
 
 
 def _device_axis():
@@ -156,7 +195,7 @@ def replicate(tree):
 
 def unreplicate(tree):
     """The first device's copy of a replicated tree."""
-    return jax.tree.map(lambda x: x[0], tree)
+    return jax.tree.map(_first, tree)
 
 
 def shard(array: np.ndarray):
@@ -167,8 +206,8 @@ def shard(array: np.ndarray):
 
 
 def unshard(array) -> np.ndarray:
-    """Device-split array back to one host array (n_total, ...)."""
-    a = np.asarray(array)
+    """This host's device-split array back to one host array (n_total, ...)."""
+    a = _local(array)
     return a.reshape(-1, *a.shape[2:])
 
 

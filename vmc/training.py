@@ -114,7 +114,7 @@ class DeviceData:
         if self._counts is None:
             count = self.ansatz.neighbour_counts
             self._counts = parallel.pmap(lambda d, w: parallel.pmax(jnp.max(jax.vmap(lambda r: count(d, r))(w), 0)))
-        self.items[i] = self.ansatz.resize(self.items[i], np.asarray(self._counts(self.items[i], walkers))[0])
+        self.items[i] = self.ansatz.resize(self.items[i], parallel.device0(self._counts(self.items[i], walkers)))
         self.on_size(i, self.items[i], self.recompiles[i], False)
 
     def until_held(self, i: int, compute: Callable) -> tuple:
@@ -126,7 +126,7 @@ class DeviceData:
             *outputs, needed = compute(self.items[i])
             if self.ansatz.resize is None:
                 return tuple(outputs)
-            data = self.ansatz.resize(self.items[i], np.asarray(needed)[0])
+            data = self.ansatz.resize(self.items[i], parallel.device0(needed))
             if data is self.items[i]:
                 return tuple(outputs)
             self.items[i] = data
