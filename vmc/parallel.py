@@ -152,7 +152,7 @@ def all_finite(tree) -> bool:
     """True if every floating-point leaf of a replicated pytree (leading device axis, e.g. the
     parameters) is finite. Checked by a pmapped function: a plain jit over arrays that span
     several processes needs every process's devices (jax 0.9)."""
-    return host_value(_all_finite(tree)) > 0
+    return not jax.tree.leaves(tree) or host_value(_all_finite(tree)) > 0
 
 
 def _finite(tree):
