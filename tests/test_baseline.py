@@ -8,6 +8,7 @@ import pytest
 from vmc import baseline as bl
 from vmc import lattice as lat
 from vmc.config import BaselineConfig
+from vmc.errors import InputError
 from vmc.gto import basis_from_pyscf, eval_bloch_aos
 from vmc.systems import build_systems, resolve_specs
 
@@ -95,3 +96,65 @@ def test_open_shell_uses_uhf(tmp_path):
     mol = gto.M(atom="Li 0 0 0", basis="6-31g", spin=1, verbose=0)
     assert baseline.energy == pytest.approx(scf.UHF(mol).kernel(), abs=1e-7)
     assert [len(c) for c in baseline.coefficients] == [2, 1]
+
+
+def _chain_cell(n_atoms=8, twist=0.0, basis="sto-3g"):
+    (system,) = build_systems({"name": "hydrogen_chain", "lattice_constant": 3.6, "supercell": [n_atoms // 2, 1, 1],
+                               "twists": [[twist, 0, 0]]})
+    cell = bl._build_checked(bl.pyscf_spec(system, basis, None), system)
+    return system, cell, lat.folded_kpoints(system.supercell, system.primitive_lattice, system.twist)
+
+
+def test_crystal_scf_falls_back_to_a_level_shift_from_a_smeared_density(monkeypatch):
+    """Plain DIIS made to fail (2 cycles): the level-shifted SCF from a Fermi-smeared density
+    converges to the same aufbau state as an unhindered KRHF of PySCF."""
+    from pyscf.pbc import scf
+
+    _, cell, kpts = _chain_cell()
+    ref = scf.KRHF(cell, kpts, exxdiv="ewald").density_fit(auxbasis="weigend")
+    ref.conv_tol = 1e-10
+    e_ref = ref.kernel()
+    calls = []
+    krhf = bl._krhf
+
+    def first_fails(cell, kpts):
+        kmf = krhf(cell, kpts)
+        if not calls:
+            kmf.max_cycle = 2
+        calls.append(kmf)
+        return kmf
+
+    monkeypatch.setattr(bl, "_krhf", first_fails)
+    kmf, tried = bl._converge_crystal(cell, kpts)
+    assert tried == ["DIIS: not converged"]
+    assert kmf.converged and kmf.level_shift == bl.LEVEL_SHIFT
+    assert kmf.e_tot == pytest.approx(e_ref, abs=1e-8)
+    gap = bl.aufbau_gap(ref.mo_energy, ref.mo_occ)
+    assert gap > 0 and bl.aufbau_gap(kmf.mo_energy, kmf.mo_occ) == pytest.approx(gap, abs=1e-6)
+
+
+def test_crystal_scf_without_an_aufbau_state_is_refused(tmp_path, monkeypatch):
+    """Every strategy made to fail: one line naming the system and what each ended with,
+    and nothing cached."""
+    system, _, _ = _chain_cell()
+    krhf = bl._krhf
+
+    def hobbled(cell, kpts):
+        kmf = krhf(cell, kpts)
+        kmf.max_cycle = 1
+        return kmf
+
+    monkeypatch.setattr(bl, "_krhf", hobbled)
+    with pytest.raises(InputError) as e:
+        bl.hartree_fock(system, BaselineConfig(basis="sto-3g", cache_dir=str(tmp_path)))
+    message = str(e.value)
+    assert message.startswith("system 'hydrogen_chain': Hartree–Fock found no converged aufbau state (basis 'sto-3g'; DIIS: ")
+    assert "level-shifted DIIS" in message and "second-order" in message and "\n" not in message
+    assert not list(tmp_path.glob("*.h5"))
+
+
+def test_aufbau_gap():
+    assert bl.aufbau_gap([np.array([-1.0, 0.5]), np.array([-0.8, 0.2])], [np.array([2, 0]), np.array([2, 0])]) == pytest.approx(1.0)
+    # an occupied orbital above an empty one (what the second-order solver once stopped at)
+    assert bl.aufbau_gap([np.array([-1.0, 0.1]), np.array([-0.8, 0.2])], [np.array([2, 0]), np.array([0, 2])]) == pytest.approx(-1.0)
+    assert bl.aufbau_gap([np.array([-1.0])], [np.array([2])]) == float("inf")

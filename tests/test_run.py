@@ -222,3 +222,42 @@ def test_export_roundtrip(tmp_path):
     assert header.startswith("run,system")
     with h5py.File(run_dir / "energies.h5", "r") as f:
         assert float(dict(zip(header.split(","), row.split(",")))["hf_energy"]) == pytest.approx(f["systems/H2"].attrs["hf_energy"])
+
+
+def test_evaluation_stopped_midway_keeps_finished_systems(tmp_path, monkeypatch, capsys):
+    """SIGTERM during the evaluation of the second of two systems, then `vmc run DIR`: the
+    first system's evaluation is kept, the second is computed, and both equal an uninterrupted
+    run's bit for bit. After more training the kept energies are stale and not kept."""
+    from vmc import outputs, signals
+
+    cfg = dict(TINY, system={"name": "H2", "bond_length": [1.3, 1.5]}, optimization={"steps": 4},
+               evaluation={"steps": 6, "burn_in": 2}, checkpoint={"every": 2, "keep": 3})
+    path = _write_config(tmp_path, cfg)
+    full = tmp_path / "full"
+    assert main(["run", str(path), "--out", str(full)]) == 0
+
+    write_eval = outputs.EnergyFile.write_eval
+
+    def stop_after_first(self, system, energies, evaluation_of):
+        result = write_eval(self, system, energies, evaluation_of)
+        signals._state["pending"] = signal.SIGTERM  # as the handler would: arrives during the next system
+        return result
+
+    monkeypatch.setattr(outputs.EnergyFile, "write_eval", stop_after_first)
+    stopped = tmp_path / "stopped"
+    assert main(["run", str(path), "--out", str(stopped)]) == 143
+    monkeypatch.setattr(outputs.EnergyFile, "write_eval", write_eval)
+    signals._state["pending"] = None
+    capsys.readouterr()
+    assert main(["run", str(stopped)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("kept from before the interruption") == 1 and "evaluation of H2_b1.3: kept" in err
+    with h5py.File(full / "energies.h5", "r") as f, h5py.File(stopped / "energies.h5", "r") as g:
+        for sid in ("H2_b1.3", "H2_b1.5"):
+            np.testing.assert_array_equal(g[f"systems/{sid}/eval/energy"][:], f[f"systems/{sid}/eval/energy"][:])
+            assert g[f"systems/{sid}/eval/energy"].attrs["energy"] == f[f"systems/{sid}/eval/energy"].attrs["energy"]
+
+    assert main(["run", str(stopped), "--set", "optimization.steps=6"]) == 0  # new parameters: evaluated anew
+    assert "kept from before" not in capsys.readouterr().err
+    with h5py.File(full / "energies.h5", "r") as f, h5py.File(stopped / "energies.h5", "r") as g:
+        assert not np.array_equal(g["systems/H2_b1.3/eval/energy"][:], f["systems/H2_b1.3/eval/energy"][:])

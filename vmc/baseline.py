@@ -144,8 +144,9 @@ def _run_molecule(mol):
     mf.conv_tol = 1e-10
     mf.kernel()
     if not mf.converged:
+        dm = mf.make_rdm1()
         mf = mf.newton()
-        mf.kernel(mf.make_rdm1())
+        mf.kernel(dm0=dm)  # its first positional argument is orbitals, not a density
     if mol.spin == 0:
         occ = mf.mo_occ > 0
         coefs = [mf.mo_coeff[:, occ].T] * 2
@@ -157,12 +158,71 @@ def _run_molecule(mol):
     return float(mf.e_tot), bool(mf.converged), coefs, k_index, energies
 
 
-def _run_crystal(cell, kpts: np.ndarray):
+# Crystal SCF strategies, tried in this order until one converges to an aufbau state: plain
+# DIIS; DIIS with a level shift from the density of a Fermi-smeared SCF (a metal-like chain
+# whose gap closes as the k-mesh grows oscillates between occupations under plain DIIS); the
+# second-order solver from the best density so far. PySCF diagonalizes once more without the
+# shift after convergence, so orbital energies and occupations are those of the plain Fock matrix.
+SMEARING_SIGMA = 0.01  # Ha
+LEVEL_SHIFT = 0.25  # Ha
+AUFBAU_TOLERANCE = 1e-6  # Ha: an occupied orbital this far above an empty one is not a ground state
+
+
+def aufbau_gap(mo_energy, mo_occ) -> float:
+    """Lowest empty minus highest occupied orbital energy over all k-points (Ha); negative
+    when the occupations are not aufbau; inf when no orbital is empty (or none occupied)."""
+    e = np.concatenate([np.asarray(x, dtype=float).ravel() for x in mo_energy])
+    occ = np.concatenate([np.asarray(x).ravel() > 0 for x in mo_occ])
+    if occ.all() or not occ.any():
+        return float("inf")
+    return float(e[~occ].min() - e[occ].max())
+
+
+def _krhf(cell, kpts: np.ndarray):
     from pyscf.pbc import scf
 
     kmf = scf.KRHF(cell, kpts, exxdiv="ewald").density_fit(auxbasis="weigend")
     kmf.conv_tol = 1e-9
+    return kmf
+
+
+def _converge_crystal(cell, kpts: np.ndarray):
+    """The KRHF object of the first strategy above that converges to an aufbau state, and a
+    list of what the failed ones ended with."""
+    from pyscf.pbc import scf
+
+    tried = []
+
+    def accept(kmf, name):
+        gap = aufbau_gap(kmf.mo_energy, kmf.mo_occ)
+        if kmf.converged and gap >= -AUFBAU_TOLERANCE:
+            return True
+        tried.append(f"{name}: {'converged to a non-aufbau state (gap ' + f'{gap:.4f} Ha)' if kmf.converged else 'not converged'}")
+        return False
+
+    kmf = _krhf(cell, kpts)
     kmf.kernel()
+    if accept(kmf, "DIIS"):
+        return kmf, tried
+    smeared = scf.addons.smearing_(_krhf(cell, kpts), sigma=SMEARING_SIGMA, method="fermi")
+    smeared.kernel()
+    shifted = _krhf(cell, kpts)
+    shifted.level_shift = LEVEL_SHIFT
+    shifted.max_cycle *= 2  # a level shift slows convergence
+    shifted.kernel(smeared.make_rdm1())
+    if accept(shifted, "level-shifted DIIS from a Fermi-smeared density"):
+        return shifted, tried
+    second = _krhf(cell, kpts).newton()
+    second.kernel(dm0=shifted.make_rdm1())  # its first positional argument is orbitals, not a density
+    if accept(second, "second-order"):
+        return second, tried
+    return None, tried
+
+
+def _run_crystal(cell, kpts: np.ndarray):
+    kmf, tried = _converge_crystal(cell, kpts)
+    if kmf is None:
+        return None, tried
     rows, k_index, energies = [], [], []
     for k in range(len(kpts)):
         occ = np.asarray(kmf.mo_occ[k]) > 0
@@ -172,7 +232,7 @@ def _run_crystal(cell, kpts: np.ndarray):
     coef = np.concatenate(rows).astype(complex)
     order = np.argsort(np.concatenate(energies), kind="stable")
     coef, k_idx, e = coef[order], np.concatenate(k_index)[order], np.concatenate(energies)[order]
-    return float(kmf.e_tot), bool(kmf.converged), [coef, coef], [k_idx, k_idx], [e, e]
+    return (float(kmf.e_tot), [coef, coef], [k_idx, k_idx], [e, e]), tried
 
 
 # ----------------------------------------------------------------------------- cache
@@ -229,9 +289,17 @@ def hartree_fock(system: System, cfg) -> Baseline:
     path = Path(os.path.expanduser(cfg.cache_dir)) / f"{cache_key(spec, kpoints)}.h5"
     cached = _read_cache(path) if path.exists() else None
     if cached is None:
-        energy, converged, coefs, k_index, energies = _run_crystal(obj, kpoints) if system.periodic else _run_molecule(obj)
-        if not converged:
-            raise InputError(f"system {system.id!r}: Hartree–Fock did not converge (basis {cfg.basis!r})")
+        if system.periodic:
+            result, tried = _run_crystal(obj, kpoints)
+            if result is None:
+                raise InputError(f"system {system.id!r}: Hartree–Fock found no converged aufbau state (basis {cfg.basis!r}; "
+                                 + "; ".join(tried) + "): nothing was written; a twist grid of another size may avoid the "
+                                 "degeneracy (docs/physics.md, Hartree–Fock baseline)")
+            energy, coefs, k_index, energies = result
+        else:
+            energy, converged, coefs, k_index, energies = _run_molecule(obj)
+            if not converged:
+                raise InputError(f"system {system.id!r}: Hartree–Fock did not converge (basis {cfg.basis!r})")
         _write_cache(path, energy, coefs, k_index, energies, spec)
     else:
         energy, coefs, k_index, energies = cached

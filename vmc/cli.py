@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="directory for report.html and its figures (default: the run directory, for one run)")
     rp.add_argument("--atom-energy", dest="atom_energies", action="append", metavar="ELEMENT=HA", help="isolated-atom energy for cohesive energies")
     rp.add_argument("--tolerance", type=float, default=1.0, help="mHa per atom, for the steps-to-converge comparison of several runs")
+    rp.add_argument("--reference", type=float, metavar="HA", help="a literature energy per atom in the thermodynamic limit, "
+                    "drawn beside the finite-size extrapolation")
 
     sub.add_parser("systems", help="list the systems of the catalog")
     return p
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             from vmc.cohesive import parse_atom_energies
             from vmc.report import write_report
 
-            print(write_report(args.run_dirs, args.out, parse_atom_energies(args.atom_energies), args.tolerance))
+            print(write_report(args.run_dirs, args.out, parse_atom_energies(args.atom_energies), args.tolerance, args.reference))
         elif args.command == "systems":
             from vmc.systems import catalog_names
 

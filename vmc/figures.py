@@ -17,6 +17,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, ScalarF
 from vmc import stats
 from vmc.compare import WINDOW, RunComparison, final_energy, per_cell_train
 from vmc.eos import EosFit, EosPoints
+from vmc.finite_size import Extrapolation
 from vmc.runs import RunRecord, SystemRecord
 
 DPI = 100
@@ -226,6 +227,36 @@ def eos_figure(points: EosPoints, fit: EosFit | str, title: str) -> bytes:
         top = 0.12 if isinstance(fit, EosFit) else 0.45  # room for the no-fit message
         pad = np.nanmax(np.nan_to_num(err))
         ax.set_ylim(e.min() - 0.12 * span - pad, e.max() + top * span + pad)
+    return png(fig)
+
+
+def tdl_figure(x: Extrapolation, reference: float | None) -> bytes:
+    """Energy per atom against N^-p (N atoms in the simulation cell) with error bars, the
+    leading fit extended to N -> infinity (E_inf ± its error at 0), the checks of the form as
+    dashed curves (each at its own power, drawn against the leading one's axis) and the
+    reference."""
+    fig = Figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    r, p = x.fit, x.fit.power
+    n, e, err = r.sizes, r.energies, r.errors
+    ax.errorbar(n**-p, e, yerr=np.where(np.isfinite(err), err, 0), fmt="o", color="#1f77b4", capsize=3, ms=5,
+                label="VMC, twist-averaged", zorder=5)
+    for xi, yi, ni in zip(n**-p, e, n):
+        ax.annotate(f"N={int(ni)}", (xi, yi), textcoords="offset points", xytext=(6, 6), fontsize=8)
+    n_grid = np.geomspace(n.min(), 1e6 * n.max(), 400)
+    ax.plot(n_grid**-p, r.energy(n_grid), color="#d62728", lw=1.3, label=r.form.replace("E_inf", "E∞"))
+    for (label, c), color in zip(x.checks.items(), COLORS[2:]):
+        ax.plot(n_grid**-p, c.energy(n_grid), color=color, lw=1.0, ls="--", label=f"check: {label}")
+    ax.errorbar([0.0], [r.e_inf], yerr=[r.e_inf_error if np.isfinite(r.e_inf_error) else 0], fmt="*", ms=11,
+                color="#d62728", capsize=3, label=f"E∞ = {format_pm(r.e_inf, r.e_inf_error)} Ha", zorder=6)
+    if reference is not None:
+        ax.axhline(reference, color="0.3", ls=":", lw=1.2, label=f"reference {reference:g} Ha")
+    ax.set_xlabel(f"N^-{p:g} (N: atoms in the simulation cell)", fontsize=9)
+    ax.set_ylabel("E per atom (Ha)", fontsize=9)
+    ax.set_xlim(-0.04 * n.min() ** -p, 1.1 * n.min() ** -p)
+    _plain_y(ax)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(f"{x.series.name}: finite-size extrapolation", fontsize=10)
     return png(fig)
 
 

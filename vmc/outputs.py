@@ -223,9 +223,11 @@ class EnergyFile:
                 d.resize((int(np.sum(d["step"] < first_step)),))
 
     @_writes
-    def write_eval(self, system: System, energies: np.ndarray) -> tuple[float, float]:
+    def write_eval(self, system: System, energies: np.ndarray, evaluation_of: str) -> tuple[float, float]:
         """Stores the per-step evaluation energies and their mean with an autocorrelation-
-        corrected error bar; returns (energy, error) of the whole simulation cell."""
+        corrected error bar; returns (energy, error) of the whole simulation cell.
+        evaluation_of: what was evaluated (vmc/runner.py `evaluation_fingerprint`), so that a
+        resumed run keeps the energies of exactly that evaluation (`finished_eval`)."""
         mean, error = stats.mean_and_error(energies)
         tau = stats.integrated_autocorrelation_time(energies) if len(energies) > 1 else 1.0
         with open_h5(self.path, "a") as f:
@@ -238,8 +240,19 @@ class EnergyFile:
                 energy_per_cell=mean / system.n_cells,
                 energy_per_cell_error=error / system.n_cells,
                 autocorrelation_time=tau,
+                evaluation_of=evaluation_of,
             )
         return mean, error
+
+    def finished_eval(self, system: System, evaluation_of: str) -> tuple[float, float] | None:
+        """(energy, error) of the whole cell when energies.h5 holds this system's evaluation
+        `evaluation_of` complete (written by an earlier, interrupted invocation of the run),
+        else None."""
+        with open_energies(self.path) as f:
+            _, attrs = read_eval(f[f"systems/{system.id}"])
+        if attrs.get("evaluation_of") != evaluation_of or "energy" not in attrs:
+            return None
+        return float(attrs["energy"]), float(attrs["energy_error"])
 
     @_writes
     def write_geometry(self, geometry: str, members: list[System], energies: list[tuple[float, float]]) -> tuple[float, float]:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 from pyscf.data import nist
+from scipy.stats import chi2 as chi2_dist
 
-from vmc import __version__, cohesive, compare, eos, figures, stats
+from vmc import __version__, cohesive, compare, eos, figures, finite_size, stats
 from vmc.errors import InputError, OutputError, os_reason
 from vmc.progress import format_energy
 from vmc.runs import RunRecord, labels, read_run
@@ -55,6 +56,7 @@ class Page:
     def __init__(self):
         self.parts: list[str] = []
         self.figures: dict[str, bytes] = {}
+        self.extrapolations: list[finite_size.Extrapolation] = []  # for summary.h5
 
     def add(self, text: str) -> None:
         self.parts.append(text)
@@ -244,6 +246,63 @@ def _crystal(page: Page, run: RunRecord, name: str, atom_energies: dict[str, flo
                   + ", ".join(f"{s} = {atom_energies[s]:g} Ha" for s in sorted(set(points.primitive_symbols))) + ".")
 
 
+def _supercell_text(m: np.ndarray) -> str:
+    """2 × 2 × 2 for a diagonal supercell matrix, its rows otherwise."""
+    diagonal = not np.any(m - np.diag(np.diag(m)))
+    return " × ".join(str(int(v)) for v in np.diag(m)) if diagonal else str(m.tolist())
+
+
+def _thermodynamic_limit(page: Page, runs: list[RunRecord], reference: float | None) -> None:
+    """Crystals the runs hold at several supercell sizes, extrapolated to N -> infinity
+    (vmc/finite_size.py)."""
+    series = finite_size.size_series(runs)
+    if not series:
+        return
+    page.add("<h2>Thermodynamic limit</h2>")
+    for s in series:
+        x = finite_size.extrapolate(s)
+        page.extrapolations.append(x)
+        a = f" at a = {s.lattice_constant:g} bohr" if s.lattice_constant is not None else ""
+        page.add(f"<h3>{_esc(s.name)}{_esc(a)}</h3>")
+        rows = [[num_cell(p.run, p.geometry, "n_atoms", p.n_atoms, str(p.n_atoms)),
+                 text_cell(_supercell_text(p.supercell)),
+                 text_cell(p.run), text_cell(p.geometry), energy_cells(p.run, p.geometry, "energy_per_atom", p.energy, p.error)]
+                for p in s.points]
+        page.table(["N (atoms)", "supercell", "run", "geometry", "E per atom (Ha)"], rows)
+        if s.replaced:
+            page.note("Sizes held by several runs: the lowest energy per atom is used; not used: " + "; ".join(
+                f"N = {p.n_atoms} of {p.run} ({format_energy(p.energy, p.error)} Ha)" for p in s.replaced) + ".")
+        if x.fit is None:
+            page.note(x.reason, warn=True)
+            continue
+        page.figure(_file_name("tdl", s.name), figures.tdl_figure(x, reference), f"finite-size extrapolation of {s.name}")
+        fits = [("leading: " + x.fit.form, x.fit)] + [(f"check: E_N = E_inf + {label}", c) for label, c in x.checks.items()]
+        header = ["form", "E<sub>∞</sub> per atom (Ha)", "b", "χ² / dof"]
+        if reference is not None:
+            header.append("E<sub>∞</sub> − reference (mHa per atom)")
+        rows = []
+        for i, (label, f) in enumerate(fits):
+            key = "tdl" if i == 0 else f"tdl_check{i}"
+            row = [text_cell(label), energy_cells("tdl", s.name, f"{key}_e_inf", f.e_inf, f.e_inf_error),
+                   num_cell("tdl", s.name, f"{key}_slope", f.slope, _pm(f.slope, f.slope_error)),
+                   num_cell("tdl", s.name, f"{key}_chi2", f.chi2, f"{f.chi2:.2f} / {f.dof}" if np.isfinite(f.chi2) else f"— / {f.dof}")]
+            if reference is not None:
+                d = 1e3 * (f.e_inf - reference)
+                row.append(num_cell("tdl", s.name, f"{key}_minus_reference", d, _pm(d, 1e3 * f.e_inf_error)))
+            rows.append(row)
+        page.table(header, rows)
+        spread = max(abs(c.e_inf - x.fit.e_inf) for c in x.checks.values())
+        page.note(f"N: atoms in the simulation cell; E: twist-averaged energy per atom. The supercells grow along "
+                  f"{s.dimension} lattice direction{'s' if s.dimension != 1 else ''}, so the leading form is "
+                  f"{x.fit.form} (docs/physics.md, Finite-size extrapolation); fitted by weighted least squares, errors "
+                  f"by a parametric bootstrap over the error bars ({x.fit.n_bootstrap} resamples). The checks move E_inf "
+                  f"by up to {1e3 * spread:.2f} mHa per atom: a measure of the extrapolation's own uncertainty, not in "
+                  "the error bar.")
+        if x.fit.dof > 0 and np.isfinite(x.fit.chi2) and chi2_dist.sf(x.fit.chi2, x.fit.dof) < 0.01:
+            page.note(f"χ² = {x.fit.chi2:.1f} for {x.fit.dof} degrees of freedom (p < 0.01): the form does not describe "
+                      "the energies within their error bars; the smallest sizes may lie outside its range.", warn=True)
+
+
 def _comparison(page: Page, runs: list[RunRecord], tolerance: float) -> None:
     page.add("<h2>Runs compared</h2>")
     shared = compare.shared_systems(runs)
@@ -281,8 +340,10 @@ def _comparison(page: Page, runs: list[RunRecord], tolerance: float) -> None:
 # ----------------------------------------------------------------------------- entry points
 
 
-def build(runs: list[RunRecord], atom_energies: dict[str, float] | None = None, tolerance: float = 1.0) -> Page:
-    """The report page of the runs; tolerance in mHa per atom."""
+def build(runs: list[RunRecord], atom_energies: dict[str, float] | None = None, tolerance: float = 1.0,
+          reference: float | None = None) -> Page:
+    """The report page of the runs; tolerance in mHa per atom; reference: a literature energy
+    per atom in the thermodynamic limit (Ha), drawn beside the extrapolation."""
     page = Page()
     atom_energies = atom_energies or {}
     stamp = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -294,6 +355,7 @@ def build(runs: list[RunRecord], atom_energies: dict[str, float] | None = None, 
         _evaluation_table(page, run)
         for name in run.crystals:
             _crystal(page, run, name, atom_energies)
+    _thermodynamic_limit(page, runs, reference)
     if len(runs) > 1:
         _comparison(page, runs, tolerance)
     return page
@@ -311,10 +373,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None,
-                 atom_energies: dict[str, float] | None = None, tolerance: float = 1.0) -> Path:
+                 atom_energies: dict[str, float] | None = None, tolerance: float = 1.0,
+                 reference: float | None = None) -> Path:
     """Writes report.html and its PNG figures into out_dir (default: the run directory, for
-    one run) and returns the path of report.html. atom_energies: {element: Ha};
-    tolerance: mHa per atom. InputError for a missing run directory or a bad --out."""
+    one run) and returns the path of report.html; with a finite-size extrapolation also
+    summary.h5 (vmc/finite_size.py). atom_energies: {element: Ha}; tolerance: mHa per atom;
+    reference: Ha per atom. InputError for a missing run directory or a bad --out."""
     if not run_dirs:
         raise InputError("no run directory given")
     paths = [Path(d) for d in run_dirs]
@@ -330,12 +394,16 @@ def write_report(run_dirs: list[str | Path], out_dir: str | Path | None = None,
         raise InputError(f"--out {out_dir}: is a file; give a directory")
     if not np.isfinite(tolerance) or tolerance <= 0:
         raise InputError(f"--tolerance {tolerance}: must be a positive number (mHa per atom)")
+    if reference is not None and not np.isfinite(reference):
+        raise InputError(f"--reference {reference}: must be a finite energy (Ha per atom)")
     runs = [read_run(p, label) for p, label in zip(paths, labels(paths))]
-    page = build(runs, atom_energies, tolerance)
+    page = build(runs, atom_energies, tolerance, reference)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for name, data in page.figures.items():
             _atomic_write(out_dir / name, data)
+        if any(x.fit is not None for x in page.extrapolations):
+            finite_size.write_summary(out_dir / "summary.h5", page.extrapolations, reference)
         report = out_dir / "report.html"
         _atomic_write(report, _html(page, "vmc report: " + ", ".join(r.label for r in runs)).encode())
     except OSError as e:

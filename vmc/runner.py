@@ -11,6 +11,7 @@ resumed runs and fine-tuning from another run's parameters.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from pathlib import Path
 
@@ -235,8 +236,18 @@ class Run:
         if not parallel.all_finite(self.state.params):
             raise Diverged("the network parameters are not finite; nothing was evaluated")
         step = make_eval_step(self.trainer.mcmc_step, self.trainer.local_energy)
+        fingerprint = evaluation_fingerprint(self.state.params, cfg.burn_in, cfg.steps, self.config.mcmc.walkers)
         results = {}
         for i, system in enumerate(self.systems):
+            # a run stopped during its evaluation keeps the systems it finished: each system's
+            # evaluation depends only on the parameters and its own walkers and keys, so the
+            # rest resume exactly as an uninterrupted run would have computed them
+            kept = self.energies.finished_eval(system, fingerprint) if self.writer else None
+            if parallel.host_min(int(kept is not None or not self.writer)):
+                results[system.id] = kept
+                if self.writer:
+                    log(f"evaluation of {system.id}: kept from before the interruption")
+                continue
             energies, moved = [], 0.0
             st = self.state
             with Progress(cfg.burn_in + cfg.steps, f"evaluate {system.id}") as progress:
@@ -262,7 +273,7 @@ class Run:
             if not moved > 0:  # also NaN: the mean of frozen walkers is no estimate of the energy
                 raise Diverged(f"evaluation of {system.id}: the sampler accepted no move in {cfg.steps} steps "
                                f"(proposal width {st.widths[i]!r} bohr), so its energy is not an estimate; nothing was written")
-            results[system.id] = self.energies.write_eval(system, energies) if self.writer else None
+            results[system.id] = self.energies.write_eval(system, energies, fingerprint) if self.writer else None
         if self.writer and report:
             self._report(results)
         return results
@@ -404,6 +415,17 @@ class Run:
 
             finish_run(self.run_dir, log)
         return results
+
+
+def evaluation_fingerprint(params, burn_in: int, steps: int, walkers: int) -> str:
+    """What an evaluation computes from: sha256 of the network parameters (every leaf's path,
+    dtype, shape and bytes, in tree order) and the evaluation's settings."""
+    digest = hashlib.sha256(f"burn_in={burn_in} steps={steps} walkers={walkers}".encode())
+    for path, leaf in jax.tree_util.tree_leaves_with_path(parallel.unreplicate(params)):
+        x = np.ascontiguousarray(leaf)
+        digest.update(f"{jax.tree_util.keystr(path)} {x.dtype} {x.shape}".encode())
+        digest.update(x.tobytes())
+    return digest.hexdigest()
 
 
 def _diverged_message(rejected: int, step: int, system: str, path: Path, energy_finite: bool) -> str:

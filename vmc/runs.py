@@ -42,6 +42,9 @@ class SystemRecord:
     hf_energy: float  # whole cell
     lattice_constant: float | None  # bohr
     twist: np.ndarray | None  # (3,)
+    primitive_lattice: np.ndarray | None  # (3, 3) rows, bohr
+    primitive_positions: np.ndarray | None  # (n_primitive_atoms, 3) bohr
+    supercell: np.ndarray | None  # (3, 3): simulation-cell lattice = supercell @ primitive_lattice
     weight: float
     train: dict[str, np.ndarray]
     eval_energies: np.ndarray
@@ -94,6 +97,16 @@ def _text(x) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
 
 
+def _matrix(attrs, key: str, shape: tuple[int, int]) -> np.ndarray | None:
+    """A finite float array attribute of that shape (-1: any length), or None without it."""
+    if key not in attrs:
+        return None
+    x = np.asarray(attrs[key], dtype=float).reshape(shape)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"the {key!r} attribute is not finite")
+    return x
+
+
 def _system(sid: str, g) -> SystemRecord:
     a = g.attrs
     eval_energies, eval_attrs = read_eval(g)
@@ -106,7 +119,9 @@ def _system(sid: str, g) -> SystemRecord:
         periodic="primitive_lattice" in a, n_cells=_cells(a.get("n_cells", 1)), n_atoms=len(a["symbols"]),
         n_electrons=int(a["n_electrons"]), hf_energy=float(a.get("hf_energy", np.nan)),
         lattice_constant=float(a["lattice_constant"]) if "lattice_constant" in a else None,
-        twist=np.asarray(a["twist"], dtype=float) if "twist" in a else None, weight=float(a.get("weight", 1.0)),
+        twist=np.asarray(a["twist"], dtype=float) if "twist" in a else None,
+        primitive_lattice=_matrix(a, "primitive_lattice", (3, 3)), primitive_positions=_matrix(a, "primitive_positions", (-1, 3)),
+        supercell=_matrix(a, "supercell", (3, 3)), weight=float(a.get("weight", 1.0)),
         train=read_train(g), eval_energies=eval_energies, evaluation=evaluation,
     )
 
