@@ -95,7 +95,8 @@ class ModelConfig(_Section):
 
 class McmcConfig(_Section):
     walkers: int = Field(1024, ge=1)  # in total, over all devices
-    steps: int = Field(10, ge=1)  # Metropolis steps between two optimization steps
+    steps: int = Field(10, ge=1)  # Metropolis steps (sweeps, for single moves) between two optimization steps
+    moves: Literal["all", "single"] = "all"  # all-electron moves, or sweeps of single-electron moves
     burn_in: int = Field(100, ge=0)  # steps with the starting parameters before optimization
     proposal_width: float = Field(0.1, gt=0)  # bohr, initial Gaussian proposal width
     target_acceptance: float = Field(0.5, gt=0, lt=1)

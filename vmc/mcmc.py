@@ -1,4 +1,5 @@
-"""Metropolis–Hastings sampling of |psi|^2 with Gaussian all-electron moves.
+"""Metropolis–Hastings sampling of |psi|^2: Gaussian all-electron moves, or sweeps of
+single-electron moves (`mcmc.moves`, docs/physics.md "Single-electron moves").
 
 Functions here act on the walkers of ONE device (batch axis first); the caller pmaps them.
 """
@@ -55,6 +56,50 @@ def make_mcmc_step(log_psi: Callable, n_steps: int, counts: Callable | None = No
         carry = (walkers, lp, jnp.zeros((), lp.dtype), needed_by(data, walkers))
         (walkers, _, accepted, needed), _ = jax.lax.scan(step, carry, jax.random.split(key, n_steps))
         return walkers, accepted / n_steps, needed
+
+    return sample
+
+
+def make_single_electron_step(moves, n_sweeps: int, batch: int | None = None) -> Callable:
+    """sample(params, data, walkers (B, n_el, 3), key, width) -> (walkers, acceptance rate, needed),
+    as `make_mcmc_step`, with `n_sweeps` sweeps of single-electron moves: electrons 0 .. n_el - 1
+    in turn, each displaced by a Gaussian of standard deviation `width` (bohr) and accepted with
+    probability min(1, |psi'/psi|^2). Each move satisfies detailed balance, so a sweep leaves
+    |psi|^2 invariant. Each sweep starts from a full evaluation of the walker (`moves.init`),
+    then `moves.move` updates it (vmc.ansatz.fire_moves.SingleMoves); the acceptance rate is
+    that of the single moves. Every walker draws from its own key (`key` split over the walkers).
+    """
+
+    def one_walker(params, data, context, width, r, key):
+        n = r.shape[0]
+
+        def move(carry, args):
+            state, accepted, needed = carry
+            i, key = args
+            k_move, k_accept = jax.random.split(key)
+            x = wrap(state.r[i] + width * jax.random.normal(k_move, (3,), r.dtype), data.cell)
+            proposal, need = moves.move(params, data, context, state, i, x)
+            u = jax.random.uniform(k_accept, (), state.logpsi.dtype)
+            accept = jnp.log(u) < 2.0 * (proposal.logpsi - state.logpsi)
+            state = jax.tree.map(lambda new, old: jnp.where(accept, new, old), proposal, state)
+            return (state, accepted + accept, jnp.maximum(needed, need)), None
+
+        def sweep(carry, key):
+            r, accepted, needed = carry
+            state, need = moves.init(params, data, context, r)
+            carry = (state, accepted, jnp.maximum(needed, need))
+            (state, accepted, needed), _ = jax.lax.scan(move, carry, (jnp.arange(n), jax.random.split(key, n)))
+            return (state.r, accepted, needed), None
+
+        carry = (r, jnp.zeros((), jnp.int32), jnp.zeros((moves.n_counts,), jnp.int32))
+        (r, accepted, needed), _ = jax.lax.scan(sweep, carry, jax.random.split(key, n_sweeps))
+        return r, accepted / (n_sweeps * n), needed
+
+    def sample(params, data, walkers, key, width):
+        context = moves.context(params, data)
+        keys = jax.random.split(key, walkers.shape[0])
+        walkers, accepted, needed = map_walkers(lambda x: one_walker(params, data, context, width, *x), (walkers, keys), batch)
+        return walkers, jnp.mean(accepted).astype(walkers.dtype), jnp.max(needed, 0)
 
     return sample
 

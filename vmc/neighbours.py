@@ -53,6 +53,9 @@ class Capacities:
         return ", ".join(f"{f} {getattr(self, f)}" for f in self.FIELDS)
 
 
+N_COUNTS = len(Capacities.FIELDS)  # the length of every `needed` array of list sizes
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class AtomPairs:
@@ -92,7 +95,7 @@ def _reduced(d: jax.Array, cell) -> tuple[jax.Array, jax.Array]:
     return reduce_displacement(d, cell)
 
 
-def _first(mask: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array]:
+def first(mask: jax.Array, capacity: int) -> tuple[jax.Array, jax.Array]:
     """Indices of the first `capacity` True entries of a 1-d mask (padding: index 0) and
     their validity."""
     (idx,) = jnp.nonzero(mask, size=capacity, fill_value=mask.shape[0])
@@ -115,7 +118,7 @@ def atom_pairs(r, atoms, images, cell, radius, capacity: int, sign: float = 1.0)
     d, offset = _atom_candidates(r, atoms, images, cell, sign)
     n_l = images.shape[0]
     inside = (jnp.sum(d * d, -1) < radius**2).reshape(r.shape[0], -1)  # (n, A * n_L)
-    idx, valid = jax.vmap(lambda m: _first(m, capacity))(inside)
+    idx, valid = jax.vmap(lambda m: first(m, capacity))(inside)
     atom = idx // n_l
     off = jnp.take_along_axis(offset.reshape(r.shape[0], -1, 3), idx[..., None], axis=1)
     far = atoms[atom] - r[:, None, :] + _far(radius, r.dtype)
@@ -126,31 +129,41 @@ def _far(radius, dtype) -> jax.Array:
     return jnp.array([2.0, 0.0, 0.0], dtype) * radius
 
 
+def partner_pairs(x, index, r, images, cell, radius, capacity: int) -> tuple[ElectronPairs, jax.Array, jax.Array]:
+    """The (j, image) pairs of electrons x (e, 3), which are electrons `index` (e,) of the
+    walker r (n_el, 3), with |reduce(x_e - r_j) + images[L]| < radius, the self pair
+    (index_e, index_e, L = 0) excluded: (ElectronPairs without slots (slots: index (e, 1)),
+    others (e, n_el) bool: the electrons j != index_e with an image inside, needed pairs (e,)).
+    A padding entry pairs e with itself at a displacement (2 radius, 0, 0), constant and far."""
+    x, r = jax.lax.stop_gradient(x), jax.lax.stop_gradient(r)
+    e, n, n_l = x.shape[0], r.shape[0], images.shape[0]
+    d, shift = _reduced(x[:, None, :] - r[None, :, :], cell)
+    d = d[:, :, None, :] + images[None, None, :, :]  # (e, n, n_L, 3)
+    offset = images[None, None, :, :] - shift[:, :, None, :]
+    itself = index[:, None] == jnp.arange(n)[None, :]  # (e, n)
+    self_pair = itself[:, :, None] & (jnp.sum(images**2, -1) == 0)[None, None, :]
+    inside = (jnp.sum(d * d, -1) < radius**2) & ~self_pair  # (e, n, n_L)
+    idx, valid = jax.vmap(lambda m: first(m, capacity))(inside.reshape(e, -1))
+    partner = jnp.where(valid, idx // n_l, index[:, None])
+    off = jnp.take_along_axis(offset.reshape(e, -1, 3), idx[..., None], axis=1)
+    off = jnp.where(valid[..., None], off, _far(radius, r.dtype))
+    pairs = ElectronPairs(index[:, None], jnp.ones((e, 1), bool), partner, jnp.zeros_like(partner), off, valid)
+    return pairs, jnp.any(inside, -1) & ~itself, jnp.sum(inside, (1, 2))
+
+
 def electron_pairs(r, images, cell, radius, capacity: int, slot_capacity: int) -> tuple[ElectronPairs, jax.Array, jax.Array]:
     """(ElectronPairs (n_el, ...), needed pairs (n_el,), needed slots (n_el,)) for
     |reduce(r_i - r_j) + images[L]| < radius; r (n_el, 3)."""
-    r = jax.lax.stop_gradient(r)
-    n, n_l = r.shape[0], images.shape[0]
-    d, shift = _reduced(r[:, None, :] - r[None, :, :], cell)
-    d = d[:, :, None, :] + images[None, None, :, :]  # (n, n, n_L, 3)
-    offset = images[None, None, :, :] - shift[:, :, None, :]
-    self_pair = jnp.eye(n, dtype=bool)[:, :, None] & (jnp.sum(images**2, -1) == 0)[None, None, :]
-    inside = (jnp.sum(d * d, -1) < radius**2) & ~self_pair  # (n, n, n_L)
-    idx, valid = jax.vmap(lambda m: _first(m, capacity))(inside.reshape(n, -1))
-    # padding: electron i itself at a displacement (2 radius, 0, 0), constant and far
-    partner = jnp.where(valid, idx // n_l, jnp.arange(n)[:, None])
-    off = jnp.take_along_axis(offset.reshape(n, -1, 3), idx[..., None], axis=1)
-    off = jnp.where(valid[..., None], off, _far(radius, r.dtype))
-
-    others = jnp.any(inside, -1) & ~jnp.eye(n, dtype=bool)  # (n, n): j != i with an image inside
-    rest, rest_valid = jax.vmap(lambda m: _first(m, slot_capacity - 1))(others)
+    n = r.shape[0]
+    pairs, others, needed = partner_pairs(r, jnp.arange(n), r, images, cell, radius, capacity)
+    rest, rest_valid = jax.vmap(lambda m: first(m, slot_capacity - 1))(others)
     slots = jnp.concatenate([jnp.arange(n)[:, None], rest], 1)
     slot_valid = jnp.concatenate([jnp.ones((n, 1), bool), rest_valid], 1)
     # position of each electron in row i's slots (0 for i itself and for absent electrons)
     position = jax.vmap(lambda s, v: jnp.zeros(n, jnp.int32).at[s].max(jnp.where(v, jnp.arange(s.shape[0]), 0).astype(jnp.int32)))(slots, slot_valid)
-    slot = jnp.take_along_axis(position, partner, axis=1)
+    slot = jnp.take_along_axis(position, pairs.partner, axis=1)
     needed_slots = 1 + jnp.sum(others, -1)
-    return ElectronPairs(slots, slot_valid, partner, slot, off, valid), jnp.sum(inside, (1, 2)), needed_slots
+    return dataclasses.replace(pairs, slots=slots, slot_valid=slot_valid, slot=slot), needed, needed_slots
 
 
 @jax.tree_util.register_dataclass

@@ -24,10 +24,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vmc import memory, parallel
+from vmc.ansatz.moves import full_recomputation
 from vmc.errors import InputError
 from vmc.hamiltonian import log_psi_pair, make_batch_local_energy
 from vmc.loss import make_energy_loss
-from vmc.mcmc import adapt_width, make_mcmc_step
+from vmc.mcmc import adapt_width, make_mcmc_step, make_single_electron_step
 from vmc.optimizers import make_optimizer
 from vmc.pretrain import orbital_loss
 from vmc.spring import walker_gradients
@@ -156,8 +157,12 @@ class Trainer:
         """Sampling, the local energy and the optimizer, each over as many walkers at once as
         the memory plan says."""
         self.memory = plan = self._plan_memory(parallel.unreplicate(params), walkers)
-        self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, self.config.mcmc.steps, self.ansatz.neighbour_counts,
-                                        plan.batch("sampling"))
+        mcmc = self.config.mcmc
+        if mcmc.moves == "single":
+            moves = self.ansatz.single_moves or full_recomputation(self.ansatz.log_psi, self.ansatz.neighbour_counts)
+            self.mcmc_step = make_single_electron_step(moves, mcmc.steps, plan.batch("sampling"))
+        else:
+            self.mcmc_step = make_mcmc_step(self.ansatz.log_psi, mcmc.steps, self.ansatz.neighbour_counts, plan.batch("sampling"))
         self._sample = parallel.pmap(lambda *args: _global_needed(self.mcmc_step(*args)), in_axes=(0, 0, 0, 0, None))
         self.local_energy = make_batch_local_energy(self.ansatz.log_psi, plan.batch("local energy"), kinetic=self.ansatz.kinetic)
         if self.train:

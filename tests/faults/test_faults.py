@@ -117,6 +117,41 @@ def test_sigterm_and_sigint_checkpoint_and_resume_exactly(tmp_path):
     np.testing.assert_allclose(b["energy"], a["energy"], rtol=1e-5)
 
 
+# sparse `fire` sampled by single-electron moves with low-rank updates (vmc/ansatz/fire_moves.py)
+SINGLE = {**TINY, "model": {"name": "fire", "fire": {"embedding_dim": 8, "filter_dim": 4, "n_gaussians": 4, "orbital_dim": 4,
+                                                    "descriptor_hidden": 8, "jastrow_hidden": 8, "mlp_layers": 1}},
+          "mcmc": {**TINY["mcmc"], "moves": "single", "walkers": 64}, "optimization": {"steps": 40},
+          "checkpoint": {"every": 5, "keep": 3}}
+
+
+def test_single_moves_resume_exactly_after_sigkill(tmp_path):
+    """`mcmc.moves: single`: killed after its step-10 checkpoint, the run resumes from it and
+    ends on the uninterrupted run's trajectory (walkers, widths and keys restored)."""
+    cfg = _config(tmp_path, SINGLE)
+    full = tmp_path / "full"
+    proc = _vmc("run", cfg, "--out", str(full))
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+
+    out = tmp_path / "run"
+    proc = _vmc("run", cfg, "--out", str(out))
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if any(checkpoint.checkpoint_step(p) >= 10 for p in checkpoint.list_checkpoints(out / "checkpoints")):
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc = _vmc("run", str(out))
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err
+    a, b = _train(full), _train(out)
+    assert list(b["step"]) == list(range(40))
+    np.testing.assert_allclose(b["energy"], a["energy"], rtol=1e-5)
+    np.testing.assert_allclose(b["pmove"], a["pmove"], rtol=1e-6)
+
+
 def test_sigkill_during_appends_leaves_whole_rows(tmp_path):
     """60 SIGKILLs at random moments of a process appending rows to energies.h5: every time
     the file reads, and its rows are whole and consecutive (the old layout, a dataset per

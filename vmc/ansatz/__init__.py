@@ -39,6 +39,8 @@ class Ansatz:
     neighbour_counts(data, r) -> (m,) int: list sizes walker r needs (sparse `fire`), and
     resize(data, needed (m,)) -> data whose capacities hold `needed` (the same object if they
         already do); None for ansätze without neighbour lists.
+    single_moves: the low-rank single-electron moves of the ansatz (vmc.ansatz.fire_moves
+        .SingleMoves); None: the sampler recomputes log psi after each move (`mcmc.moves: single`).
     trainable: whether it has parameters to optimize (the HF determinant has none: no
         pretraining, no optimization, evaluation only).
     transferable: whether one parameter tree evaluates any system of the covered elements
@@ -54,6 +56,7 @@ class Ansatz:
     kinetic: Callable | None = None
     neighbour_counts: Callable | None = None
     resize: Callable | None = None
+    single_moves: Any = None
     trainable: bool = True
     transferable: bool = False
 

@@ -397,6 +397,7 @@ class TransferableOrbitals(hk.Module):
 
 def make(config: ModelConfig, elements: list[str]) -> Ansatz:
     from vmc.ansatz.fire_laplacian import make_sparse_kinetic
+    from vmc.ansatz.fire_moves import make_single_moves
     from vmc.descriptors import prepare_fire
 
     cfg = config.fire
@@ -443,4 +444,4 @@ def make(config: ModelConfig, elements: list[str]) -> Ansatz:
 
     return Ansatz(name="fire", init=network.init, log_psi=log_psi, orbitals=orbital_matrices, prepare=prepare, transferable=True,
                   kinetic=make_sparse_kinetic(cfg, *stages), neighbour_counts=lambda data, r: fire_lists(data, r, cfg.cutoff)[1],
-                  resize=resize)
+                  resize=resize, single_moves=make_single_moves(cfg, *stages))
