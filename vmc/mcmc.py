@@ -66,7 +66,7 @@ def make_single_electron_step(moves, n_sweeps: int, batch: int | None = None) ->
     in turn, each displaced by a Gaussian of standard deviation `width` (bohr) and accepted with
     probability min(1, |psi'/psi|^2). Each move satisfies detailed balance, so a sweep leaves
     |psi|^2 invariant. Each sweep starts from a full evaluation of the walker (`moves.init`),
-    then `moves.move` updates it (vmc.ansatz.fire_moves.SingleMoves); the acceptance rate is
+    then `moves.move` updates it (vmc.ansatz.moves.SingleMoves); the acceptance rate is
     that of the single moves. Every walker draws from its own key (`key` split over the walkers).
     """
 

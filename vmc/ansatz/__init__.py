@@ -39,7 +39,7 @@ class Ansatz:
     neighbour_counts(data, r) -> (m,) int: list sizes walker r needs (sparse `fire`), and
     resize(data, needed (m,)) -> data whose capacities hold `needed` (the same object if they
         already do); None for ansätze without neighbour lists.
-    single_moves: the low-rank single-electron moves of the ansatz (vmc.ansatz.fire_moves
+    single_moves: the low-rank single-electron moves of the ansatz (vmc.ansatz.moves
         .SingleMoves); None: the sampler recomputes log psi after each move (`mcmc.moves: single`).
     trainable: whether it has parameters to optimize (the HF determinant has none: no
         pretraining, no optimization, evaluation only).

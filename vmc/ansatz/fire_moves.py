@@ -85,8 +85,7 @@ def make_single_moves(cfg, initial: Callable, pair_terms: Callable, local: Calla
         parts = row_parts(params, data, b_alpha, x, orbital.atom, orbital.offset, orbital.valid, block)
         return TransferableOrbitals.combine(parts, p)
 
-    def logpsi(state_parts, cusp_value, jastrow):
-        signs, logdets = state_parts
+    def logpsi(signs, logdets, cusp_value, jastrow):
         _, logabs = log_sum_dets(jnp.prod(jnp.stack(signs), 0), jnp.sum(jnp.stack(logdets), 0))
         return logabs + cusp_value + jnp.sum(jastrow)
 
@@ -104,7 +103,7 @@ def make_single_moves(cfg, initial: Callable, pair_terms: Callable, local: Calla
             sign, logdet = jnp.linalg.slogdet(a)
             matrices.append(a), inverses.append(jnp.linalg.inv(a)), signs.append(sign), logdets.append(logdet)
         c = cusp(params, data, r)
-        state = MoveState(r, logpsi((signs, logdets), c, jastrow), h0, send, receive, p, jastrow, c,
+        state = MoveState(r, logpsi(signs, logdets, c, jastrow), h0, send, receive, p, jastrow, c,
                           tuple(matrices), tuple(inverses), tuple(signs), tuple(logdets))
         return state, needed.astype(jnp.int32)
 
@@ -159,7 +158,7 @@ def make_single_moves(cfg, initial: Callable, pair_terms: Callable, local: Calla
             signs.append(state.signs[b] * sign)
             logdets.append(state.logdets[b] + logdet)
         c = cusp(params, data, r)
-        new = MoveState(r, logpsi((signs, logdets), c, jastrow), h0, send, receive, p, jastrow, c,
+        new = MoveState(r, logpsi(signs, logdets, c, jastrow), h0, send, receive, p, jastrow, c,
                         tuple(matrices), tuple(inverses), tuple(signs), tuple(logdets))
         return new, needed
 
